@@ -1,0 +1,127 @@
+"""One LightningModule that evaluates any method on any dataset of the loop.
+
+``test_step`` calls the method through the :class:`semcorr.methods.base.Matcher` interface only:
+keypoint transfer when the batch has keypoints (PCK), the dense source->target flow when it has a
+ground-truth ``flow`` (TSS flow accuracy), and the dense target->source flow when it has masks
+(mask transfer: LT-ACC and IoU). Metric states are torchmetrics, so they reduce across processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from semcorr.methods.base import Matcher, MatchOutput
+from semcorr.metrics.pck import GroupedMean, pck_per_pair
+
+#: Upper bound on the number of levels of a grouping field (SPair-71k difficulty fields).
+MAX_GROUP_LEVELS = 8
+
+
+class EvaluationModule(pl.LightningModule):
+    """Runs a method over test pairs and accumulates the metrics that the batches allow.
+
+    Args:
+        method: any :class:`Matcher`.
+        categories: the dataset's category names (``category_id`` indexes them).
+        group_fields: per-pair grouping fields to report PCK by (e.g. SPair-71k difficulty).
+        alphas: PCK alphas.
+        on_pair: optional callback ``(batch, output, pair_pck) -> None`` called after each batch
+            (pictures); ``pair_pck`` is (B, A).
+    """
+
+    def __init__(
+        self,
+        method: Matcher,
+        categories: Sequence[str],
+        group_fields: Sequence[str] = (),
+        alphas: Sequence[float] = (0.05, 0.1, 0.15),
+        on_pair: Callable[[dict, MatchOutput, torch.Tensor], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.method = method
+        self.categories = list(categories)
+        self.group_fields = list(group_fields)
+        self.alphas = [float(a) for a in alphas]
+        self.on_pair = on_pair
+        n_alpha = len(self.alphas)
+        self.pck_all = GroupedMean(1, n_alpha)
+        self.pck_category = GroupedMean(len(self.categories), n_alpha)
+        self.pck_group = nn.ModuleDict({f: GroupedMean(MAX_GROUP_LEVELS, n_alpha) for f in self.group_fields})
+        self.timing = GroupedMean(1, 1)
+        self.records: list[dict[str, Any]] = []
+
+    def _timed(self, fn: Callable[[], Any]) -> tuple[Any, float]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        out = fn()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return out, time.perf_counter() - start
+
+    @torch.no_grad()
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        b = batch["src_img"].shape[0]
+        src_ids, trg_ids = batch["src_path"], batch["trg_path"]
+        output, seconds = self._timed(
+            lambda: self.method(batch["src_img"], batch["trg_img"], batch["src_kps"], src_ids, trg_ids)
+        )
+        pair_pck = torch.full((b, len(self.alphas)), float("nan"))
+        if batch["src_kps"].shape[1] > 0:
+            pair_pck = pck_per_pair(output.points, batch["trg_kps"], batch["pck_threshold"], self.alphas)
+            self.pck_all.update(pair_pck, torch.zeros(b, dtype=torch.long))
+            self.pck_category.update(pair_pck, batch["category_id"])
+            for field in self.group_fields:
+                self.pck_group[field].update(pair_pck, batch[field])
+        self.timing.update(torch.full((b, 1), seconds / b), torch.zeros(b, dtype=torch.long))
+        self._record(batch, output, pair_pck, seconds / b)
+        if self.on_pair is not None:
+            self.on_pair(batch, output, pair_pck)
+
+    def _record(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor, seconds: float) -> None:
+        """Keep each pair's predictions in ORIGINAL image pixels for predictions.pt/.csv."""
+        for i in range(batch["src_img"].shape[0]):
+            n = int(batch["n_kps"][i])
+            src_scale, trg_scale = batch["src_scale"][i].cpu(), batch["trg_scale"][i].cpu()
+            self.records.append(
+                {
+                    "index": int(batch["index"][i]),
+                    "pair_id": batch["pair_id"][i],
+                    "category": batch["category"][i],
+                    "src_kps": (batch["src_kps"][i, :n].cpu() / src_scale),
+                    "trg_kps": (batch["trg_kps"][i, :n].cpu() / trg_scale),
+                    "pred_kps": (output.points[i, :n].detach().cpu() / trg_scale),
+                    "pck": {a: float(v) for a, v in zip(self.alphas, pair_pck[i].tolist())},
+                    "time_s": seconds,
+                }
+            )
+
+    def results(self) -> dict[str, float]:
+        """Flat metrics: ``pck@A``, ``pck@A/<category>``, ``pck@A/<field>=<level>``, timing, counts."""
+        out: dict[str, float] = {}
+        means, counts = self.pck_all.compute()
+        n_pairs = int(self.timing.compute()[1][0])
+        out["n_pairs"] = n_pairs
+        if counts[0] > 0:
+            for a, v in zip(self.alphas, means[0].tolist()):
+                out[f"pck@{a:g}"] = 100.0 * v
+            cat_means, cat_counts = self.pck_category.compute()
+            for c, name in enumerate(self.categories):
+                if cat_counts[c] > 0:
+                    for a, v in zip(self.alphas, cat_means[c].tolist()):
+                        out[f"pck@{a:g}/{name}"] = 100.0 * v
+            for field in self.group_fields:
+                g_means, g_counts = self.pck_group[field].compute()
+                for level in range(MAX_GROUP_LEVELS):
+                    if g_counts[level] > 0:
+                        for a, v in zip(self.alphas, g_means[level].tolist()):
+                            out[f"pck@{a:g}/{field}={level}"] = 100.0 * v
+        t_means, _ = self.timing.compute()
+        out["time_per_pair_s"] = float(t_means[0, 0]) if n_pairs else float("nan")
+        return out

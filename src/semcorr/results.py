@@ -1,0 +1,70 @@
+"""Writing and showing evaluation results: metrics.json, predictions.pt/.csv, a rich table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from semcorr.io import torch_save, write_json, write_text
+
+
+def write_predictions(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Write per-pair predictions (original image pixels) as ``predictions.pt`` and ``.csv``.
+
+    The CSV has one row per keypoint: pair_id, category, kp, src_x, src_y, pred_x, pred_y,
+    gt_x, gt_y (pred NaN: no prediction).
+    """
+    records = sorted(records, key=lambda r: r["index"])
+    torch_save(run_dir / "predictions.pt", records)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["pair_id", "category", "kp", "src_x", "src_y", "pred_x", "pred_y", "gt_x", "gt_y"])
+    for r in records:
+        for k in range(len(r["src_kps"])):
+            writer.writerow(
+                [r["pair_id"], r["category"], k]
+                + [f"{v:.3f}" for v in (*r["src_kps"][k].tolist(), *r["pred_kps"][k].tolist(), *r["trg_kps"][k].tolist())]
+            )
+    write_text(run_dir / "predictions.csv", buf.getvalue())
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    """Write the flat metrics dict as ``metrics.json`` (NaN written as null)."""
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    return write_json(run_dir / "metrics.json", clean)
+
+
+def results_table(metrics: dict[str, Any], alphas: Sequence[float], title: str) -> Table:
+    """A rich table: one row for the whole dataset, then one per category / group level."""
+    table = Table(title=title)
+    table.add_column("subset")
+    for a in alphas:
+        table.add_column(f"PCK@{a:g}", justify="right")
+    rows: dict[str, dict[float, float]] = {}
+    for key, value in metrics.items():
+        if not key.startswith("pck@") or value is None:
+            continue
+        head, _, subset = key.partition("/")
+        rows.setdefault(subset or "all", {})[float(head[4:])] = value
+    for subset in sorted(rows, key=lambda s: (s != "all", s)):
+        table.add_row(subset, *(f"{rows[subset].get(a, float('nan')):.1f}" for a in alphas))
+    extra = [f"pairs: {metrics.get('n_pairs', 0)}"]
+    if metrics.get("time_per_pair_s") is not None:
+        extra.append(f"time/pair: {metrics['time_per_pair_s']:.3f} s")
+    for key in sorted(k for k in metrics if not k.startswith("pck@") and k not in ("n_pairs", "time_per_pair_s")):
+        value = metrics[key]
+        extra.append(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
+    table.caption = " | ".join(extra)
+    return table
+
+
+def print_results(metrics: dict[str, Any], alphas: Sequence[float], title: str, console: Console | None = None) -> None:
+    """Print :func:`results_table` to the console."""
+    (console or Console()).print(results_table(metrics, alphas, title))

@@ -1,0 +1,122 @@
+"""Pictures of predictions: keypoint matches on both images, marked against the ground truth.
+
+:class:`PictureWriter` is the evaluation loop's ``on_pair`` callback: it saves one PNG per pair for
+the first ``limit`` pairs. Colours are per keypoint index and shared by both images; on the target,
+a circle is the ground truth and a cross the prediction, joined by a line, green when the
+prediction is correct at the middle alpha and red when not. A method's ``extras["warped"]``
+(source warped onto the target) becomes a third panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from semcorr.io import atomic_write  # noqa: E402
+from semcorr.methods.base import MatchOutput  # noqa: E402
+
+
+def _show(ax: Any, img: torch.Tensor, title: str) -> None:
+    ax.imshow(img.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def draw_pair(
+    src_img: torch.Tensor,
+    trg_img: torch.Tensor,
+    src_kps: torch.Tensor,
+    pred_kps: torch.Tensor,
+    trg_kps: torch.Tensor | None,
+    threshold: float | None,
+    warped: torch.Tensor | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """Figure of one pair.
+
+    Args:
+        src_img / trg_img: (3, H, W) in [0, 1].
+        src_kps / pred_kps: (N, 2) source keypoints and their predicted target positions.
+        trg_kps: (N, 2) ground-truth target keypoints, or None (no ground truth).
+        threshold: alpha * T in target pixels for the correct/wrong colouring, or None.
+        warped: optional (3, Ht, Wt) source warped onto the target.
+    """
+    panels = 3 if warped is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4))
+    _show(axes[0], src_img, "source")
+    _show(axes[1], trg_img, "target: o truth, x prediction" if trg_kps is not None else "target")
+    colours = plt.cm.hsv(torch.linspace(0, 1, max(len(src_kps), 1) + 1)[:-1].numpy())
+    for k in range(len(src_kps)):
+        c = colours[k]
+        axes[0].scatter(*src_kps[k].tolist(), s=40, color=c, edgecolors="white", linewidths=0.8)
+        px, py = pred_kps[k].tolist()
+        if trg_kps is not None:
+            gx, gy = trg_kps[k].tolist()
+            axes[1].scatter(gx, gy, s=40, facecolors="none", edgecolors=c, linewidths=1.5)
+            if threshold is not None and px == px:
+                ok = (pred_kps[k] - trg_kps[k]).norm().item() <= threshold
+                axes[1].plot([gx, px], [gy, py], color="lime" if ok else "red", linewidth=1)
+        if px == px:  # not NaN
+            axes[1].scatter(px, py, s=40, marker="x", color=c, linewidths=1.5)
+    if warped is not None:
+        _show(axes[2], warped, "source warped to target")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Save a figure as PNG atomically and close it."""
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+    return path
+
+
+class PictureWriter:
+    """Evaluation callback saving ``pictures/<index>_<pair_id>.png`` for the first ``limit`` pairs.
+
+    Args:
+        folder: where the PNG files go.
+        limit: at most this many pictures.
+        alphas: PCK alphas; the middle one colours correct/wrong.
+    """
+
+    def __init__(self, folder: str | Path, limit: int = 20, alphas: Sequence[float] = (0.05, 0.1, 0.15)) -> None:
+        self.folder = Path(folder)
+        self.limit = int(limit)
+        self.alpha = float(sorted(alphas)[len(alphas) // 2])
+        self.saved: list[Path] = []
+
+    def __call__(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor) -> None:
+        for i in range(batch["src_img"].shape[0]):
+            if len(self.saved) >= self.limit:
+                return
+            n = int(batch["n_kps"][i])
+            has_gt = n > 0 and bool(torch.isfinite(batch["pck_threshold"][i]))
+            score = pair_pck[i].tolist()
+            title = batch["pair_id"][i] + (f"  PCK: {' / '.join(f'{100 * s:.0f}' for s in score)}" if has_gt else "")
+            warped = output.extras.get("warped")
+            fig = draw_pair(
+                batch["src_img"][i],
+                batch["trg_img"][i],
+                batch["src_kps"][i, :n].cpu(),
+                output.points[i, :n].detach().cpu(),
+                batch["trg_kps"][i, :n].cpu() if has_gt else None,
+                self.alpha * float(batch["pck_threshold"][i]) if has_gt else None,
+                warped[i] if warped is not None else None,
+                title,
+            )
+            name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in batch["pair_id"][i])
+            self.saved.append(save_figure(fig, self.folder / f"{int(batch['index'][i]):06d}_{name}.png"))
+
+    def log_to(self, logger: Any) -> None:
+        """Send the saved pictures to a logger that takes images (W&B); others are skipped."""
+        if self.saved and hasattr(logger, "log_image"):
+            logger.log_image(key="pairs", images=[str(p) for p in self.saved])
