@@ -32,7 +32,7 @@ def test_pair_without_keypoints_is_nan_and_skipped_by_grouped_mean():
     assert math.isnan(out.item())
     metric = GroupedMean(2, 1)
     metric.update(torch.tensor([[0.5], [NAN], [1.0], [0.0]]), torch.tensor([0, 0, 0, 1]))
-    means, counts = metric.compute()
+    means, counts = metric.grouped()
     assert means[:, 0].tolist() == [0.75, 0.0]
     assert counts.tolist() == [2.0, 1.0]
 
@@ -41,7 +41,7 @@ def test_grouped_mean_per_category_is_mean_over_pairs():
     metric = GroupedMean(3, 2)
     metric.update(torch.tensor([[1.0, 1.0], [0.0, 0.5]]), torch.tensor([2, 2]))
     metric.update(torch.tensor([[0.25, 0.75]]), torch.tensor([0]))
-    means, counts = metric.compute()
+    means, counts = metric.grouped()
     assert means[2].tolist() == [0.5, 0.75]
     assert means[0].tolist() == [0.25, 0.75]
     assert math.isnan(means[1, 0].item()) and counts[1] == 0

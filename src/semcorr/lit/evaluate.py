@@ -42,6 +42,12 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Any:
     return instantiate(cfg.logger, save_dir=str(run_dir))
 
 
+def finish_run(logger: Any) -> None:
+    """Close a W&B run so the offline run directory is complete (other loggers: nothing to do)."""
+    if type(logger).__name__ == "WandbLogger":
+        logger.experiment.finish()
+
+
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.method`` on ``cfg.dataset``; return the flat metrics dict.
 
@@ -86,4 +92,5 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         if pictures is not None:
             pictures.log_to(logger)
         logger.finalize("success")
+        finish_run(logger)
     return metrics

@@ -105,23 +105,23 @@ class EvaluationModule(pl.LightningModule):
     def results(self) -> dict[str, float]:
         """Flat metrics: ``pck@A``, ``pck@A/<category>``, ``pck@A/<field>=<level>``, timing, counts."""
         out: dict[str, float] = {}
-        means, counts = self.pck_all.compute()
-        n_pairs = int(self.timing.compute()[1][0])
+        means, counts = self.pck_all.grouped()
+        n_pairs = int(self.timing.grouped()[1][0])
         out["n_pairs"] = n_pairs
         if counts[0] > 0:
             for a, v in zip(self.alphas, means[0].tolist()):
                 out[f"pck@{a:g}"] = 100.0 * v
-            cat_means, cat_counts = self.pck_category.compute()
+            cat_means, cat_counts = self.pck_category.grouped()
             for c, name in enumerate(self.categories):
                 if cat_counts[c] > 0:
                     for a, v in zip(self.alphas, cat_means[c].tolist()):
                         out[f"pck@{a:g}/{name}"] = 100.0 * v
             for field in self.group_fields:
-                g_means, g_counts = self.pck_group[field].compute()
+                g_means, g_counts = self.pck_group[field].grouped()
                 for level in range(MAX_GROUP_LEVELS):
                     if g_counts[level] > 0:
                         for a, v in zip(self.alphas, g_means[level].tolist()):
                             out[f"pck@{a:g}/{field}={level}"] = 100.0 * v
-        t_means, _ = self.timing.compute()
+        t_means, _ = self.timing.grouped()
         out["time_per_pair_s"] = float(t_means[0, 0]) if n_pairs else float("nan")
         return out

@@ -63,6 +63,15 @@ class GroupedMean(Metric):
         self.counts.index_add_(0, groups[keep], torch.ones_like(groups[keep], dtype=torch.float64))
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ((G, K) means, NaN for empty groups; (G,) counts)."""
+        """Return ((G, K) means, NaN for empty groups; (G,) counts), synced across processes.
+
+        (torchmetrics squeezes singleton dimensions of ``compute``'s output; the shapes are
+        restored here so callers can always index [group, value].)
+        """
         means = self.sums / self.counts[:, None]
         return means, self.counts
+
+    def grouped(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`compute` with its shapes guaranteed: ((G, K) means, (G,) counts)."""
+        means, counts = self.compute()
+        return means.reshape(self.num_groups, self.num_values), counts.reshape(self.num_groups)

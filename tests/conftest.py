@@ -1,0 +1,31 @@
+"""Shared test helpers: composing the Hydra configs of conf/ and the path of ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT / ".." / "shared" / "data"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose ``conf/<name>.yaml`` with overrides, the run directory set to ``output_dir``."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(name, overrides=[*overrides, f"paths.output_dir={output_dir}"])
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test saying it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found: {path.resolve()} (../shared/data is absent on this machine)")
+    return path
