@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,31 +40,36 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
     return write_json(run_dir / "metrics.json", clean)
 
 
-def results_table(metrics: dict[str, Any], alphas: Sequence[float], title: str) -> Table:
-    """A rich table: one row for the whole dataset, then one per category / group level."""
+#: Keys that are counts or timings, shown in the caption rather than as table columns.
+CAPTION_KEYS = ("n_pairs", "time_per_pair_s", "flow_acc_pairs", "mask_pairs")
+
+
+def results_table(metrics: dict[str, Any], title: str) -> Table:
+    """A rich table: one column per metric (``pck@A``, ``flow_acc``, ``lt_acc``...), one row for
+    the whole dataset (``all``) and one per subset (``<metric>/<subset>`` keys: categories,
+    difficulty levels); counts and timing go into the caption."""
+    columns: list[str] = []
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if key in CAPTION_KEYS or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        metric, _, subset = key.partition("/")
+        if metric not in columns:
+            columns.append(metric)
+        rows.setdefault(subset or "all", {})[metric] = value
     table = Table(title=title)
     table.add_column("subset")
-    for a in alphas:
-        table.add_column(f"PCK@{a:g}", justify="right")
-    rows: dict[str, dict[float, float]] = {}
-    for key, value in metrics.items():
-        if not key.startswith("pck@") or value is None:
-            continue
-        head, _, subset = key.partition("/")
-        rows.setdefault(subset or "all", {})[float(head[4:])] = value
+    for metric in columns:
+        table.add_column(metric.replace("pck@", "PCK@"), justify="right")
     for subset in sorted(rows, key=lambda s: (s != "all", s)):
-        table.add_row(subset, *(f"{rows[subset].get(a, float('nan')):.1f}" for a in alphas))
-    extra = [f"pairs: {metrics.get('n_pairs', 0)}"]
+        table.add_row(subset, *(f"{rows[subset][m]:.1f}" if m in rows[subset] else "" for m in columns))
+    caption = [f"pairs: {metrics.get('n_pairs', 0)}"]
     if metrics.get("time_per_pair_s") is not None:
-        extra.append(f"time/pair: {metrics['time_per_pair_s']:.3f} s")
-    for key in sorted(k for k in metrics if not k.startswith("pck@") and k not in ("n_pairs", "time_per_pair_s")):
-        value = metrics[key]
-        if isinstance(value, float):  # other metrics (flow accuracy, mask transfer); names are in the title
-            extra.append(f"{key}: {value:.2f}")
-    table.caption = " | ".join(extra)
+        caption.append(f"time/pair: {metrics['time_per_pair_s']:.3f} s")
+    table.caption = " | ".join(caption)
     return table
 
 
-def print_results(metrics: dict[str, Any], alphas: Sequence[float], title: str, console: Console | None = None) -> None:
+def print_results(metrics: dict[str, Any], title: str, console: Console | None = None) -> None:
     """Print :func:`results_table` to the console."""
-    (console or Console()).print(results_table(metrics, alphas, title))
+    (console or Console()).print(results_table(metrics, title))

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from semcorr.data.datamodule import PairDataModule
 from semcorr.io import write_text
 from semcorr.lit.evaluation import EvaluationModule
+from semcorr.methods.base import Matcher
 from semcorr.results import print_results, write_metrics, write_predictions
 from semcorr.viz.pictures import PictureWriter
 
@@ -48,8 +49,10 @@ def finish_run(logger: Any) -> None:
         logger.experiment.finish()
 
 
-def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.method`` on ``cfg.dataset``; return the flat metrics dict.
+def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, Any]:
+    """Evaluate ``cfg.method`` (or ``method``, a Matcher built in Python) on ``cfg.dataset``.
+
+    Returns the flat metrics dict.
 
     Files written to ``cfg.paths.output_dir``: ``config.yaml``, ``metrics.json``,
     ``predictions.pt``, ``predictions.csv`` and, with ``save_pictures=true``, ``pictures/``.
@@ -62,7 +65,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
 
     dataset = instantiate(cfg.dataset)
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
-    method = instantiate(cfg.method)
+    method = method if method is not None else instantiate(cfg.method)
     pictures = (
         PictureWriter(run_dir / "pictures", limit=cfg.max_pictures, alphas=cfg.alphas)
         if cfg.save_pictures
@@ -84,7 +87,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         write_metrics(run_dir, metrics)
         write_predictions(run_dir, module.records)
         title = f"{names['method']} on {names['dataset']} ({names['backbone']})"
-        print_results(metrics, cfg.alphas, title)
+        print_results(metrics, title)
         log.info("Results written to %s", run_dir)
     if logger is not None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -17,14 +17,26 @@ import torch
 from torch import nn
 
 from semcorr.methods.base import Matcher, MatchOutput
+from semcorr.metrics.flow import FlowAccuracy
+from semcorr.metrics.masks import MaskTransfer
 from semcorr.metrics.pck import GroupedMean, pck_per_pair
+from semcorr.metrics.warping import warp_mask
 
 #: Upper bound on the number of levels of a grouping field (SPair-71k difficulty fields).
 MAX_GROUP_LEVELS = 8
 
 
+def as_reported(key: str, value: float) -> float:
+    """Accuracies (fractions) are reported in percent; counts and LOC-ERR as they are."""
+    return value if key.endswith("_pairs") or key.startswith("loc_err") else 100.0 * value
+
+
 class EvaluationModule(pl.LightningModule):
     """Runs a method over test pairs and accumulates the metrics that the batches allow.
+
+    Metrics per batch content: keypoints -> PCK (``pck@A``, per category and group field);
+    ``flow`` -> TSS flow accuracy (``flow_acc`` in %, per category); ``src_mask`` and
+    ``trg_mask`` without ``flow`` -> mask transfer (``lt_acc``, ``iou`` in %, ``loc_err``).
 
     Args:
         method: any :class:`Matcher`.
@@ -53,6 +65,8 @@ class EvaluationModule(pl.LightningModule):
         self.pck_all = GroupedMean(1, n_alpha)
         self.pck_category = GroupedMean(len(self.categories), n_alpha)
         self.pck_group = nn.ModuleDict({f: GroupedMean(MAX_GROUP_LEVELS, n_alpha) for f in self.group_fields})
+        self.flow_accuracy = FlowAccuracy(num_groups=len(self.categories), group_names=self.categories)
+        self.mask_transfer = MaskTransfer(num_groups=len(self.categories), group_names=self.categories)
         self.timing = GroupedMean(1, 1)
         self.records: list[dict[str, Any]] = []
 
@@ -68,10 +82,23 @@ class EvaluationModule(pl.LightningModule):
     @torch.no_grad()
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         b = batch["src_img"].shape[0]
+        src_img, trg_img = batch["src_img"], batch["trg_img"]
         src_ids, trg_ids = batch["src_path"], batch["trg_path"]
-        output, seconds = self._timed(
-            lambda: self.method(batch["src_img"], batch["trg_img"], batch["src_kps"], src_ids, trg_ids)
-        )
+        output, seconds = self._timed(lambda: self.method(src_img, trg_img, batch["src_kps"], src_ids, trg_ids))
+        if "flow" in batch:  # dense source -> target ground truth (TSS)
+            flow, dense_seconds = self._timed(lambda: self.method.dense_flow(src_img, trg_img, src_ids, trg_ids))
+            self.flow_accuracy.update(
+                flow, batch["flow"], batch["src_mask"], threshold=batch["flow_threshold"],
+                trg_scale=batch["trg_scale"], groups=batch["category_id"],
+            )
+            seconds += dense_seconds
+        elif "src_mask" in batch and "trg_mask" in batch:  # mask transfer (Caltech-101, CUB)
+            back, dense_seconds = self._timed(lambda: self.method.dense_flow(trg_img, src_img, trg_ids, src_ids))
+            self.mask_transfer.update(
+                warp_mask(batch["src_mask"], back), batch["trg_mask"], groups=batch["category_id"],
+                src_mask=batch["src_mask"], flow_trg_to_src=back,
+            )
+            seconds += dense_seconds
         pair_pck = torch.full((b, len(self.alphas)), float("nan"))
         if batch["src_kps"].shape[1] > 0:
             pair_pck = pck_per_pair(output.points, batch["trg_kps"], batch["pck_threshold"], self.alphas)
@@ -105,10 +132,10 @@ class EvaluationModule(pl.LightningModule):
     def results(self) -> dict[str, float]:
         """Flat metrics: ``pck@A``, ``pck@A/<category>``, ``pck@A/<field>=<level>``, timing, counts."""
         out: dict[str, float] = {}
-        means, counts = self.pck_all.grouped()
-        n_pairs = int(self.timing.grouped()[1][0])
+        n_pairs = int(self.timing.grouped()[1][0]) if self.timing.update_count else 0
         out["n_pairs"] = n_pairs
-        if counts[0] > 0:
+        if self.pck_all.update_count:
+            means, _ = self.pck_all.grouped()
             for a, v in zip(self.alphas, means[0].tolist()):
                 out[f"pck@{a:g}"] = 100.0 * v
             cat_means, cat_counts = self.pck_category.grouped()
@@ -122,6 +149,8 @@ class EvaluationModule(pl.LightningModule):
                     if g_counts[level] > 0:
                         for a, v in zip(self.alphas, g_means[level].tolist()):
                             out[f"pck@{a:g}/{field}={level}"] = 100.0 * v
-        t_means, _ = self.timing.grouped()
-        out["time_per_pair_s"] = float(t_means[0, 0]) if n_pairs else float("nan")
+        for dense in (self.flow_accuracy, self.mask_transfer):
+            if dense.update_count:
+                out.update({k: as_reported(k, float(v)) for k, v in dense.compute().items()})
+        out["time_per_pair_s"] = float(self.timing.grouped()[0][0, 0]) if n_pairs else float("nan")
         return out
