@@ -12,9 +12,14 @@ def fake_score(layers):
     return sum(GOOD.get(l, -0.3) for l in layers) - (0.5 if 0 in layers else 0.0)
 
 
+def batch(fn):
+    """A list scorer from a per-set scorer."""
+    return lambda sets: [fn(s) for s in sets]
+
+
 def test_finds_known_optimum_and_obeys_base_rule():
     seen = []
-    result = beam_search(fake_score, layers=range(12), beam_size=3, max_layers=6, on_score=lambda s, v: seen.append(s))
+    result = beam_search(batch(fake_score), layers=range(12), beam_size=3, max_layers=6, on_score=lambda s, v: seen.append(s))
     assert result.best == (1, 5, 7, 9)
     assert result.best_score == pytest.approx(2.5)
     assert len(result.beams) == 6
@@ -27,26 +32,33 @@ def test_finds_known_optimum_and_obeys_base_rule():
 
 def test_resume_after_interruption_gives_same_result(tmp_path):
     state = tmp_path / "beam.json"
-    reference = beam_search(fake_score, layers=range(12), beam_size=2, max_layers=5)
+    reference = beam_search(batch(fake_score), layers=range(12), beam_size=2, max_layers=5)
     calls = []
 
-    def flaky(layers):
-        calls.append(layers)
-        if len(calls) == 25:
+    def flaky(sets):
+        calls.append(sets)
+        if len(calls) == 3:  # killed while scoring depth 3
             raise KeyboardInterrupt
-        return fake_score(layers)
+        return [fake_score(s) for s in sets]
 
     with pytest.raises(KeyboardInterrupt):
         beam_search(flaky, layers=range(12), beam_size=2, max_layers=5, state_path=state)
     assert state.is_file()
     resumed_calls = []
 
-    def counting(layers):
-        resumed_calls.append(layers)
-        return fake_score(layers)
+    def counting(sets):
+        resumed_calls.append(sets)
+        return [fake_score(s) for s in sets]
 
     resumed = beam_search(counting, layers=range(12), beam_size=2, max_layers=5, state_path=state)
     assert resumed.best == reference.best and resumed.beams == reference.beams
-    # the 24 sets scored before the interruption are not scored again
-    assert not set(calls[:24]) & set(resumed_calls)
-    assert len(calls) - 1 + len(resumed_calls) == len(reference.scores)
+    # depths 1-2 are not scored again; the search restarts at depth 3
+    done = {s for sets in calls[:2] for s in sets}
+    assert not done & {s for sets in resumed_calls for s in sets}
+    assert resumed_calls[0] == calls[2]
+    assert sum(map(len, calls[:2])) + sum(map(len, resumed_calls)) == len(reference.scores)
+
+
+def test_scorer_must_return_one_score_per_set():
+    with pytest.raises(ValueError, match="scores for"):
+        beam_search(lambda sets: [0.0], layers=range(4), base_candidates=(0, 1))

@@ -1,12 +1,13 @@
 """Beam search over layer sets (HPF, Algorithm 1), resumable from a JSON state file.
 
-Plain Python: the scorer is any callable mapping a layer set to a score (HPF uses the mean PCK on
-a validation split). Depth 1 scores the single base candidates; each further depth extends every
+Plain Python: the scorer is any callable mapping a list of layer sets to their scores (HPF uses the
+mean PCK on a validation split; scoring all candidates of a depth in one call lets it pass over
+the validation pairs once per depth). Depth 1 scores the single base candidates; each further depth extends every
 set of the beam by one layer larger than that set's base (its smallest id) and keeps the
 ``beam_size`` best distinct sets. The best set over all depths wins.
 
 The state (every scored set, the beam of each finished depth) is written atomically after each
-scored set, so a killed search resumes where it stopped and scores nothing twice.
+scoring call, so a killed search resumes at the depth where it stopped and scores nothing twice.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def parse_key(key: str) -> LayerSet:
 
 
 def beam_search(
-    score: Callable[[LayerSet], float],
+    score: Callable[[list[LayerSet]], Sequence[float]],
     layers: Sequence[int],
     base_candidates: Sequence[int] = (0, 1, 2, 3),
     beam_size: int = 4,
@@ -72,7 +73,7 @@ def beam_search(
     """Run the beam search.
 
     Args:
-        score: layer set (sorted tuple) -> score, higher is better.
+        score: list of layer sets (sorted tuples) -> their scores (same order), higher is better.
         layers: all layer ids that may be added.
         base_candidates: ids tried as the base (smallest id) of a set.
         beam_size: sets kept per depth.
@@ -81,25 +82,24 @@ def beam_search(
         on_score: called with (set, score) for each newly scored set (logging).
 
     Returns:
-        :class:`SearchResult`; ties are broken towards the earlier (smaller) set.
+        :class:`SearchResult`. Ties rank the smaller set first (then the smaller ids).
     """
     path = Path(state_path) if state_path is not None else None
     state = SearchState.load(path)
 
-    def evaluate(candidate: LayerSet) -> float:
-        key = key_of(candidate)
-        if key not in state.scores:
-            value = float(score(tuple(sorted(candidate))))
-            state.scores[key] = value
-            state.save(path)
-            if on_score is not None:
-                on_score(tuple(sorted(candidate)), value)
-        return state.scores[key]
-
     def top(candidates: Iterable[LayerSet]) -> list[str]:
         unique = sorted({key_of(c) for c in candidates}, key=lambda k: (len(k.split(",")), parse_key(k)))
-        ranked = sorted(unique, key=lambda k: -evaluate(parse_key(k)))  # stable: ties keep order
-        return ranked[:beam_size]
+        new = [parse_key(k) for k in unique if k not in state.scores]
+        if new:
+            values = [float(v) for v in score(new)]
+            if len(values) != len(new):
+                raise ValueError(f"scorer returned {len(values)} scores for {len(new)} layer sets")
+            for candidate, value in zip(new, values):
+                state.scores[key_of(candidate)] = value
+                if on_score is not None:
+                    on_score(candidate, value)
+            state.save(path)
+        return sorted(unique, key=lambda k: -state.scores[k])[:beam_size]  # stable: ties keep order
 
     for depth in range(1, max_layers + 1):
         if depth <= len(state.beams):
