@@ -14,6 +14,7 @@ import torch
 from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
 from semcorr.lit.evaluate import run_evaluation
+from semcorr.methods.identity import IdentityMatcher
 
 
 @pytest.fixture()
@@ -98,3 +99,37 @@ def test_run_dir_override(tmp_path, willow):
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["method"] == "identity" and not math.isnan(metrics["pck@0.1"])
+
+
+class ShiftWithMatches(IdentityMatcher):
+    """A toy method returning sparse matches and writing a file of its own per pictured pair."""
+
+    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None):
+        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids)
+        grid = torch.tensor([[10.0, 10.0], [20.0, 15.0], [float("nan"), float("nan")]])
+        out.extras["sparse_src"] = grid.expand(src_img.shape[0], -1, -1)
+        out.extras["sparse_trg"] = (grid + 1).expand(src_img.shape[0], -1, -1)
+        return out
+
+    def save_pair_outputs(self, folder, src_img, trg_img, output, index):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "mine.txt").write_text("ok")
+        return [folder / "mine.txt"]
+
+
+def test_sparse_matches_are_written_and_methods_add_their_files(tmp_path, willow):
+    out = tmp_path / "run"
+    cfg = compose_config(
+        "evaluate",
+        ["method=identity", "dataset=pfwillow", f"dataset.root={willow}", "logger=none", "save_pictures=true", "max_pictures=1"],
+        out,
+    )
+    run_evaluation(cfg, method=ShiftWithMatches())
+    rows = (out / "correspondences.csv").read_text().strip().splitlines()
+    assert rows[0] == "pair_id,category,rank,src_x,src_y,trg_x,trg_y,score"
+    assert len(rows) == 1 + 12 * 2  # NaN rows dropped
+    first = rows[1].split(",")
+    # fixture images are 600x400 -> resized by 0.5: (10, 10) -> (20, 20) in original pixels
+    assert [float(v) for v in first[3:7]] == [20.0, 20.0, 22.0, 22.0]
+    assert len(list((out / "pictures").glob("*_matches.png"))) == 1
+    assert len(list((out / "pictures").glob("*/mine.txt"))) == 1

@@ -32,6 +32,26 @@ def write_predictions(run_dir: Path, records: list[dict[str, Any]]) -> None:
                 + [f"{v:.3f}" for v in (*r["src_kps"][k].tolist(), *r["pred_kps"][k].tolist(), *r["trg_kps"][k].tolist())]
             )
     write_text(run_dir / "predictions.csv", buf.getvalue())
+    if any("sparse_src" in r for r in records):
+        write_correspondences(run_dir / "correspondences.csv", records)
+
+
+def write_correspondences(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write the methods' sparse matches, one row per match (original pixels):
+    pair_id, category, rank, src_x, src_y, trg_x, trg_y, score."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["pair_id", "category", "rank", "src_x", "src_y", "trg_x", "trg_y", "score"])
+    for r in records:
+        scores = r.get("sparse_score")
+        for k in range(len(r.get("sparse_src", ()))):
+            score = f"{float(scores[k]):.6g}" if scores is not None else ""
+            writer.writerow(
+                [r["pair_id"], r["category"], k]
+                + [f"{v:.3f}" for v in (*r["sparse_src"][k].tolist(), *r["sparse_trg"][k].tolist())]
+                + [score]
+            )
+    write_text(path, buf.getvalue())
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
@@ -63,7 +83,7 @@ def results_table(metrics: dict[str, Any], title: str) -> Table:
         table.add_column(metric.replace("pck@", "PCK@"), justify="right")
     for subset in sorted(rows, key=lambda s: (s != "all", s)):
         table.add_row(subset, *(f"{rows[subset][m]:.1f}" if m in rows[subset] else "" for m in columns))
-    caption = [f"pairs: {metrics.get('n_pairs', 0)}"]
+    caption = [f"pairs: {metrics.get('n_pairs', 0)}"] + ([] if columns else ["no ground truth: predictions only"])
     if metrics.get("time_per_pair_s") is not None:
         caption.append(f"time/pair: {metrics['time_per_pair_s']:.3f} s")
     table.caption = " | ".join(caption)

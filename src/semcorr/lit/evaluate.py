@@ -67,7 +67,7 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     method = method if method is not None else instantiate(cfg.method)
     pictures = (
-        PictureWriter(run_dir / "pictures", limit=cfg.max_pictures, alphas=cfg.alphas)
+        PictureWriter(run_dir / "pictures", limit=cfg.max_pictures, alphas=cfg.alphas, method=method)
         if cfg.save_pictures
         else None
     )

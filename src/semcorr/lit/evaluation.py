@@ -26,6 +26,19 @@ from semcorr.metrics.warping import warp_mask
 MAX_GROUP_LEVELS = 8
 
 
+def sparse_matches(output: MatchOutput, i: int, src_scale: torch.Tensor, trg_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Pair ``i``'s sparse matches of a method (``extras`` ``sparse_src``/``sparse_trg``/``sparse_score``)
+    in ORIGINAL image pixels, NaN rows dropped; empty when the method returns none."""
+    if "sparse_src" not in output.extras or "sparse_trg" not in output.extras:
+        return {}
+    src, trg = output.extras["sparse_src"][i].detach().cpu(), output.extras["sparse_trg"][i].detach().cpu()
+    keep = torch.isfinite(src).all(1) & torch.isfinite(trg).all(1)
+    out = {"sparse_src": src[keep] / src_scale, "sparse_trg": trg[keep] / trg_scale}
+    if "sparse_score" in output.extras:
+        out["sparse_score"] = output.extras["sparse_score"][i].detach().cpu()[keep]
+    return out
+
+
 def as_reported(key: str, value: float) -> float:
     """Accuracies (fractions) are reported in percent; counts and LOC-ERR as they are."""
     return value if key.endswith("_pairs") or key.startswith("loc_err") else 100.0 * value
@@ -126,6 +139,7 @@ class EvaluationModule(pl.LightningModule):
                     "pred_kps": (output.points[i, :n].detach().cpu() / trg_scale),
                     "pck": {a: float(v) for a, v in zip(self.alphas, pair_pck[i].tolist())},
                     "time_s": seconds,
+                    **sparse_matches(output, i, src_scale, trg_scale),
                 }
             )
 

@@ -13,6 +13,7 @@ with NaN. A predicted point of NaN means "no prediction" and counts as wrong.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -64,6 +65,24 @@ class Matcher(nn.Module):
             :class:`MatchOutput` with ``points`` of shape (B, N, 2).
         """
         raise NotImplementedError
+
+    def save_pair_outputs(
+        self, folder: Path, src_img: torch.Tensor, trg_img: torch.Tensor, output: MatchOutput, index: int
+    ) -> list[Path]:
+        """Write method-specific files of one pair (aligned images, analogies...) into ``folder``.
+
+        Called by the evaluation loop for the pairs that get pictures (``save_pictures=true``).
+
+        Args:
+            folder: the pair's output folder (created by the method if it writes anything).
+            src_img / trg_img: (3, Hs, Ws) / (3, Ht, Wt) images of the pair, in [0, 1].
+            output: the :class:`MatchOutput` of the batch holding the pair.
+            index: position of the pair in that batch.
+
+        Returns:
+            The files written; the default writes none.
+        """
+        return []
 
     @torch.no_grad()
     def dense_flow(

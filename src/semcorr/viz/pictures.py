@@ -1,10 +1,13 @@
 """Pictures of predictions: keypoint matches on both images, marked against the ground truth.
 
-:class:`PictureWriter` is the evaluation loop's ``on_pair`` callback: it saves one PNG per pair for
-the first ``limit`` pairs. Colours are per keypoint index and shared by both images; on the target,
+:class:`PictureWriter` is the evaluation loop's ``on_pair`` callback. For the first ``limit`` pairs
+it saves ``<pair>.png``: colours are per keypoint index and shared by both images; on the target,
 a circle is the ground truth and a cross the prediction, joined by a line, green when the
-prediction is correct at the middle alpha and red when not. A method's ``extras["warped"]``
-(source warped onto the target) becomes a third panel.
+prediction is correct at the middle alpha and red when not; a method's ``extras["warped"]``
+(source warped onto the target) becomes a third panel. When the method returns sparse matches
+(``extras["sparse_src"]``/``["sparse_trg"]``) it also saves ``<pair>_matches.png`` (both images side
+by side, matches joined by lines in matching colours), and it lets the method write its own files
+of the pair (:meth:`semcorr.methods.base.Matcher.save_pair_outputs`) into ``<pair>/``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from semcorr.io import atomic_write  # noqa: E402
-from semcorr.methods.base import MatchOutput  # noqa: E402
+from semcorr.methods.base import Matcher, MatchOutput  # noqa: E402
 
 
 def _show(ax: Any, img: torch.Tensor, title: str) -> None:
@@ -72,6 +75,33 @@ def draw_pair(
     return fig
 
 
+def draw_matches(
+    src_img: torch.Tensor, trg_img: torch.Tensor, src_pts: torch.Tensor, trg_pts: torch.Tensor, title: str = ""
+) -> plt.Figure:
+    """Figure of sparse matches: source and target side by side, match k joined in colour k.
+
+    Args:
+        src_img / trg_img: (3, H, W) in [0, 1].
+        src_pts / trg_pts: (K, 2) matched points (rows with NaN are skipped).
+    """
+    keep = torch.isfinite(src_pts).all(1) & torch.isfinite(trg_pts).all(1)
+    src_pts, trg_pts = src_pts[keep], trg_pts[keep]
+    hs, ws = src_img.shape[-2:]
+    ht, wt = trg_img.shape[-2:]
+    canvas = torch.ones(3, max(hs, ht), ws + wt)
+    canvas[:, :hs, :ws] = src_img.detach().cpu().clamp(0, 1)
+    canvas[:, :ht, ws:] = trg_img.detach().cpu().clamp(0, 1)
+    fig, ax = plt.subplots(figsize=(8, 4 * max(hs, ht) / (ws + wt) * 2))
+    _show(ax, canvas, title or f"{len(src_pts)} matches")
+    colours = plt.cm.hsv(torch.linspace(0, 1, max(len(src_pts), 1) + 1)[:-1].numpy())
+    for k in range(len(src_pts)):
+        (x0, y0), (x1, y1) = src_pts[k].tolist(), trg_pts[k].tolist()
+        ax.plot([x0, x1 + ws], [y0, y1], color=colours[k], linewidth=1)
+        ax.scatter([x0, x1 + ws], [y0, y1], s=18, color=colours[k], edgecolors="white", linewidths=0.5)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: plt.Figure, path: Path) -> Path:
     """Save a figure as PNG atomically and close it."""
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
@@ -84,20 +114,30 @@ class PictureWriter:
 
     Args:
         folder: where the PNG files go.
-        limit: at most this many pictures.
+        limit: pictures for at most this many pairs.
         alphas: PCK alphas; the middle one colours correct/wrong.
+        method: the evaluated method, asked to write its own files of each pictured pair.
     """
 
-    def __init__(self, folder: str | Path, limit: int = 20, alphas: Sequence[float] = (0.05, 0.1, 0.15)) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        limit: int = 20,
+        alphas: Sequence[float] = (0.05, 0.1, 0.15),
+        method: Matcher | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.limit = int(limit)
         self.alpha = float(sorted(alphas)[len(alphas) // 2])
+        self.method = method
+        self.pairs = 0
         self.saved: list[Path] = []
 
     def __call__(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor) -> None:
         for i in range(batch["src_img"].shape[0]):
-            if len(self.saved) >= self.limit:
+            if self.pairs >= self.limit:
                 return
+            self.pairs += 1
             n = int(batch["n_kps"][i])
             has_gt = n > 0 and bool(torch.isfinite(batch["pck_threshold"][i]))
             score = pair_pck[i].tolist()
@@ -113,8 +153,18 @@ class PictureWriter:
                 warped[i] if warped is not None else None,
                 title,
             )
-            name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in batch["pair_id"][i])
-            self.saved.append(save_figure(fig, self.folder / f"{int(batch['index'][i]):06d}_{name}.png"))
+            name = f"{int(batch['index'][i]):06d}_" + "".join(
+                ch if ch.isalnum() or ch in "-_." else "_" for ch in batch["pair_id"][i]
+            )
+            self.saved.append(save_figure(fig, self.folder / f"{name}.png"))
+            if "sparse_src" in output.extras and "sparse_trg" in output.extras:
+                matches = draw_matches(
+                    batch["src_img"][i], batch["trg_img"][i],
+                    output.extras["sparse_src"][i].cpu(), output.extras["sparse_trg"][i].cpu(), batch["pair_id"][i],
+                )
+                self.saved.append(save_figure(matches, self.folder / f"{name}_matches.png"))
+            if self.method is not None:
+                self.method.save_pair_outputs(self.folder / name, batch["src_img"][i], batch["trg_img"][i], output, i)
 
     def log_to(self, logger: Any) -> None:
         """Send the saved pictures to a logger that takes images (W&B); others are skipped."""

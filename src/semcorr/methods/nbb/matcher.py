@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from kornia.geometry.transform import remap
@@ -48,6 +49,7 @@ from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 from semcorr.methods.base import Matcher, MatchOutput
 
+from .alignment import align_pair, save_alignment, write_correspondences
 from .mls import mls_affine, mls_grid
 from .pyramid import Buddies, cells_to_pixels, coarse_to_fine
 from .selection import select_top_k
@@ -89,6 +91,7 @@ class NeuralBestBuddies(Matcher):
         warp_step: node spacing (pixels) of the MLS grid behind ``warped`` and :meth:`dense_flow`.
         kmeans_n_init: k-means restarts.
         seed: k-means random state.
+        morph_steps: morph frames written per pictured pair by :meth:`save_pair_outputs` (0: none).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class NeuralBestBuddies(Matcher):
         warp_step: int = 16,
         kmeans_n_init: int = 10,
         seed: int = 0,
+        morph_steps: int = 0,
     ) -> None:
         super().__init__()
         levels, patch_sizes, radii = list(levels), list(patch_sizes), list(radii)
@@ -132,6 +136,7 @@ class NeuralBestBuddies(Matcher):
         self.warp_step = int(warp_step)
         self.kmeans_n_init = int(kmeans_n_init)
         self.seed = int(seed)
+        self.morph_steps = int(morph_steps)
         self.strides = [float(backbone.stride(layer)) for layer in backbone.pyramid]
 
     @torch.no_grad()
@@ -250,6 +255,22 @@ class NeuralBestBuddies(Matcher):
             extras[f"{name}_trg"] = _pad([p[1] for p in parts])
             extras[f"{name}_score"] = _pad([p[2] for p in parts])
         return MatchOutput(points=torch.stack(points), extras=extras)
+
+    def save_pair_outputs(
+        self, folder: Path, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int
+    ) -> list[Path]:
+        """Cross-domain alignment of a pictured pair (section 5.1) and its best buddies.
+
+        Writes into ``folder``: ``buddies.json`` (every final pair, image pixels, with its rank),
+        ``a_mid.png`` / ``b_mid.png`` (both images warped to the midpoint geometry by MLS),
+        ``blend.png`` (their 50% blend) and ``frame_XXX.png`` morph frames when ``morph_steps > 0``.
+        """
+        src = output.extras["buddies_src"][index].cpu()
+        trg = output.extras["buddies_trg"][index].cpu()
+        files = [write_correspondences(folder / "buddies.json", folder.name, src, trg, output.extras["buddies_score"][index].cpu())]
+        if int((torch.isfinite(src).all(1) & torch.isfinite(trg).all(1)).sum()) > 0:
+            files += save_alignment(folder, align_pair(src_img.cpu(), trg_img.cpu(), src, trg, steps=self.morph_steps, alpha=self.mls_alpha))
+        return files
 
     @torch.no_grad()
     def dense_flow(
