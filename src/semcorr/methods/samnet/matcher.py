@@ -1,0 +1,254 @@
+"""SAM-Net as a :class:`~semcorr.methods.base.Matcher`: ``python evaluate.py method=samnet
+method.checkpoint=PATH``.
+
+The matcher rebuilds the network from a checkpoint written by ``python train.py model=samnet``
+(:mod:`semcorr.lit.samnet`): the network's hyper-parameters and the training image size are read
+from it and its weights (backbone included) are loaded strictly into the backbone given by the
+config (it must be the backbone the checkpoint was trained with).
+
+Per pair, both images are resized (bilinear) to the network size (default: the training size),
+the network runs ``iterations`` times (10 at test in the paper), and each source point is
+mapped through the final affine field (:func:`~.affine.transfer_points`): original source pixels
+-> network pixels (x * Wn / Ws, the dataset convention) -> feature cells -> target cells ->
+network pixels -> original target pixels.
+
+``extras`` of :meth:`SAMNetMatcher.forward`:
+
+* ``"attribute_transfer"`` (B, 3, Hs, Ws): the final ``I^{s<-t,L}`` (source content with the
+  target's attributes), resized to the source size;
+* ``"warped_target"`` (B, 3, Hs, Ws): the target brought onto the source through the dense
+  field (the paper's Fig. 4 warped images);
+* ``"warped"`` (B, 3, Ht, Wt): the source brought onto the target (the evaluation pictures'
+  third panel); it needs the target -> source field, i.e. a second pass with the images
+  swapped, so ``warped=False`` leaves it (and that cost) out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from semcorr.backbones import Backbone
+from semcorr.errors import ConfigError, WeightsError
+from semcorr.methods.base import Matcher, MatchOutput
+
+from .affine import cell_grid, cells_to_pixels, pixels_to_cells, transfer_points, warp_image
+from .network import SAMNet, SAMNetOutput
+
+#: The command that makes a checkpoint, named in every error about a missing one.
+TRAIN_HINT = (
+    "Train SAM-Net first: `python train.py model=samnet` (paper setup; on a CPU: "
+    "`python train.py model=samnet experiment=samnet_cpu`). It prints the checkpoint and the "
+    "command to evaluate it: `python evaluate.py method=samnet method.checkpoint=PATH`."
+)
+
+#: Prefix of the network's keys in the LightningModule's state_dict.
+STATE_PREFIX = "net."
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a SAM-Net Lightning checkpoint (tensors and plain values only: ``weights_only``).
+
+    Args:
+        path: the ``.ckpt`` file.
+
+    Returns:
+        The checkpoint dict (``state_dict``, ``hyper_parameters``, ...).
+
+    Raises:
+        WeightsError: missing, unreadable, or not a SAM-Net checkpoint.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise WeightsError(f"SAM-Net checkpoint {str(file)!r} does not exist. {TRAIN_HINT}")
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise WeightsError(f"SAM-Net checkpoint {str(file)!r} is not readable ({err}). {TRAIN_HINT}") from err
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, Mapping) else {}
+    if "network" not in hparams or "state_dict" not in ckpt:
+        raise WeightsError(
+            f"{str(file)!r} is not a SAM-Net checkpoint (no network hyper-parameters / state_dict). {TRAIN_HINT}"
+        )
+    return dict(ckpt)
+
+
+def network_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The :class:`SAMNet` part of a LightningModule ``state_dict`` (``net.`` prefix removed)."""
+    return {k[len(STATE_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(STATE_PREFIX)}
+
+
+def resize(img: Tensor, size: Sequence[int]) -> Tensor:
+    """(B, 3, H, W) -> (B, 3, size[0], size[1]), bilinear (the datasets' resize); no-op if equal."""
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    return F.interpolate(img, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def transfer_image_points(
+    field: Tensor,
+    points: Tensor,
+    src_hw: tuple[int, int],
+    trg_hw: tuple[int, int],
+    net_hw: tuple[int, int],
+) -> Tensor:
+    """Map source image points to the target image through a field computed at the network size.
+
+    Args:
+        field: (B, 6, h, w) final field on the source feature grid.
+        points: (B, N, 2) source pixels (x, y) of the (Hs, Ws) source image, NaN-padded.
+        src_hw / trg_hw: (H, W) of the source / target images the points live in.
+        net_hw: (Hn, Wn), the size both images were resized to for the network.
+
+    Returns:
+        (B, N, 2) target pixels (NaN where the query was NaN).
+    """
+    grid_hw = (field.shape[-2], field.shape[-1])
+    to_net = points.new_tensor([net_hw[1] / src_hw[1], net_hw[0] / src_hw[0]])
+    from_net = points.new_tensor([trg_hw[1] / net_hw[1], trg_hw[0] / net_hw[0]])
+    cells = pixels_to_cells(points * to_net, net_hw, grid_hw)
+    return cells_to_pixels(transfer_points(field, cells), grid_hw, net_hw) * from_net
+
+
+def dense_image_flow(
+    field: Tensor, src_hw: tuple[int, int], trg_hw: tuple[int, int], net_hw: tuple[int, int]
+) -> Tensor:
+    """Dense source -> target flow in image pixels (``Matcher.dense_flow`` convention).
+
+    Args:
+        field: (B, 6, h, w). src_hw / trg_hw / net_hw: see :func:`transfer_image_points`.
+
+    Returns:
+        (B, 2, Hs, Ws).
+    """
+    b = field.shape[0]
+    grid = cell_grid(src_hw[0], src_hw[1], field.device, field.dtype).reshape(2, -1).T.expand(b, -1, -1)
+    target = transfer_image_points(field, grid, src_hw, trg_hw, net_hw)
+    return (target - grid).permute(0, 2, 1).reshape(b, 2, src_hw[0], src_hw[1])
+
+
+class SAMNetMatcher(Matcher):
+    """Semantic attribute matching networks (Kim et al., CVPR 2019) for keypoint and dense transfer.
+
+    Args:
+        checkpoint: a checkpoint of ``python train.py model=samnet`` (required unless ``network``
+            is given).
+        backbone: the feature extractor the checkpoint was trained with (``${backbone.net}``);
+            its weights are replaced by the checkpoint's.
+        iterations: recurrent iterations at test (paper: 10).
+        size: (H, W) network input size; None: the checkpoint's training size.
+        warped: compute ``extras["warped"]`` (a second, swapped pass).
+        network: an already built :class:`SAMNet` instead of a checkpoint (then ``size`` is
+            required), e.g. an untrained network for a baseline.
+
+    Raises:
+        ConfigError: no checkpoint, a different backbone, a bad size.
+        WeightsError: the checkpoint is missing or unreadable or its weights do not fit.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        backbone: Backbone | None = None,
+        iterations: int = 10,
+        size: Sequence[int] | None = None,
+        warped: bool = True,
+        network: SAMNet | None = None,
+    ) -> None:
+        super().__init__()
+        if network is None:
+            if checkpoint is None or str(checkpoint) in ("", "???"):
+                raise ConfigError(f"method.checkpoint is required for SAM-Net (a trained checkpoint). {TRAIN_HINT}")
+            ckpt = read_checkpoint(checkpoint)
+            network, trained_size = self._build(ckpt, backbone, str(checkpoint))
+            size = trained_size if size is None else size
+        if size is None or len(size) != 2 or min(int(s) for s in size) < 16:
+            raise ConfigError(f"method.size must be [H, W] with H, W >= 16 (or null for the training size), got {size}")
+        if int(iterations) < 1:
+            raise ConfigError(f"method.iterations must be >= 1, got {iterations}")
+        self.net = network.eval()
+        self.size = (int(size[0]), int(size[1]))
+        self.iterations = int(iterations)
+        self.warped = bool(warped)
+
+    @staticmethod
+    def _build(ckpt: Mapping[str, Any], backbone: Backbone | None, where: str) -> tuple[SAMNet, Sequence[int]]:
+        """The network of a checkpoint on ``backbone``, with the checkpoint's weights loaded."""
+        hparams = ckpt["hyper_parameters"]
+        trained_with = str(hparams["backbone"]["name"])
+        if backbone is None:
+            raise ConfigError(
+                f"SAM-Net needs the backbone it was trained with ({trained_with}): pass backbone={trained_with}"
+            )
+        if backbone.name != trained_with:
+            raise ConfigError(
+                f"SAM-Net checkpoint {where!r} was trained with backbone {trained_with!r}, but the config gives "
+                f"{backbone.name!r}: add backbone={trained_with} to the command."
+            )
+        network = SAMNet(backbone, **dict(hparams["network"]))
+        try:
+            network.load_state_dict(network_state(ckpt["state_dict"]), strict=True)
+        except RuntimeError as err:
+            raise WeightsError(f"SAM-Net checkpoint {where!r} does not fit the network it describes: {err}") from err
+        return network, hparams["image_size"]
+
+    def run(self, src_img: Tensor, trg_img: Tensor) -> SAMNetOutput:
+        """The network's output at the network size (every iteration kept).
+
+        Args:
+            src_img / trg_img: (B, 3, H, W) / (B, 3, H', W') images in [0, 1], any sizes.
+
+        Returns:
+            :class:`~.network.SAMNetOutput` for the resized pair.
+        """
+        return self.net(resize(src_img, self.size), resize(trg_img, self.size), self.iterations)
+
+    def forward(
+        self,
+        src_img: Tensor,
+        trg_img: Tensor,
+        src_points: Tensor,
+        src_ids: list[str] | None = None,
+        trg_ids: list[str] | None = None,
+    ) -> MatchOutput:
+        """Transfer source points to the target (see the module docstring for ``extras``).
+
+        Args:
+            src_img: (B, 3, Hs, Ws). trg_img: (B, 3, Ht, Wt). src_points: (B, N, 2), NaN-padded.
+
+        Returns:
+            :class:`MatchOutput` with ``points`` (B, N, 2) in target pixels.
+        """
+        src_hw, trg_hw = tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:])
+        out = self.run(src_img, trg_img)
+        field = out.final.field
+        points = transfer_image_points(field, src_points.to(field.dtype), src_hw, trg_hw, self.size)
+        extras = {
+            "attribute_transfer": resize(out.final.image, src_hw),
+            "warped_target": warp_image(trg_img, dense_image_flow(field, src_hw, trg_hw, self.size)),
+        }
+        if self.warped:
+            back = self.run(trg_img, src_img).final.field
+            extras["warped"] = warp_image(src_img, dense_image_flow(back, trg_hw, src_hw, self.size))
+        return MatchOutput(points=points, extras=extras)
+
+    @torch.no_grad()
+    def dense_flow(
+        self,
+        src_img: Tensor,
+        trg_img: Tensor,
+        src_ids: list[str] | None = None,
+        trg_ids: list[str] | None = None,
+    ) -> Tensor:
+        """Dense source -> target flow from one pass (not one pass per chunk of pixels).
+
+        Returns:
+            (B, 2, Hs, Ws) flow in pixels.
+        """
+        field = self.run(src_img, trg_img).final.field
+        return dense_image_flow(field, tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:]), self.size)
