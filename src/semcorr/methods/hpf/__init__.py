@@ -1,0 +1,31 @@
+"""Hyperpixel Flow (HPF): hyperpixels, regularized Hough matching, box-based keypoint transfer.
+
+Modules: :mod:`.geometry` (base-layer boxes, margin pruning), :mod:`.hyperimage` (multi-layer
+features on the base grid, per-image cache), :mod:`.similarity` (exact fast cosine via
+coarse-resolution Gram matrices), :mod:`.rhm` (Hough voting, straightforward and fast),
+:mod:`.transfer` (keypoint and dense transfer), :mod:`.matcher` (the :class:`HyperpixelFlow`
+method).
+"""
+
+from .geometry import HyperpixelGrid, hyperpixel_grid
+from .hyperimage import FeatureCache, HyperImage, build_hyperimage
+from .matcher import HyperpixelFlow
+from .rhm import gaussian_kernel, hough_space, match_fast, match_reference, rhm_reference
+from .transfer import dense_transfer, transfer_points, transfer_reference
+
+__all__ = [
+    "FeatureCache",
+    "HyperImage",
+    "HyperpixelFlow",
+    "HyperpixelGrid",
+    "build_hyperimage",
+    "dense_transfer",
+    "gaussian_kernel",
+    "hough_space",
+    "hyperpixel_grid",
+    "match_fast",
+    "match_reference",
+    "rhm_reference",
+    "transfer_points",
+    "transfer_reference",
+]

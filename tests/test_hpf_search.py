@@ -1,0 +1,78 @@
+"""HPF layer search as a training job: scores equal the evaluation loop's, outputs, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import compose_config
+from fixtures_keypoints import build_pfwillow
+from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.hpf_search import run_search
+
+COMMON = ["backbone=mobilenet_v2", "backbone.net.weights=none", "logger=none", "model.split=test"]
+
+
+@pytest.fixture()
+def willow(tmp_path):
+    root = tmp_path / "willow"
+    build_pfwillow(root, subclasses={"car(G)": 3}, size=(160, 120))
+    return root
+
+
+def search_config(tmp_path, willow, run_dir, *extra):
+    return compose_config(
+        "train",
+        ["model=hpf_search", "dataset=pfwillow", f"dataset.root={willow}", *COMMON,
+         "model.base_candidates=[2,3]", "model.candidate_layers=[2,3,4,5,6]", "model.beam_size=2", *extra],
+        run_dir,
+    )
+
+
+def test_scores_equal_the_evaluation_loop_and_outputs_are_written(tmp_path, willow):
+    torch.manual_seed(0)
+    run_dir = tmp_path / "search"
+    summary = run_search(search_config(tmp_path, willow, run_dir, "model.max_layers=2"))
+    state = json.loads((run_dir / "beam_state.json").read_text())
+    assert len(state["beams"]) == 2 and set(state["scores"]) >= {"2", "3", "2,4", "3,6"}
+    assert summary["layers"] == [int(v) for v in max(state["scores"], key=lambda k: (state["scores"][k], -len(k))).split(",")]
+    assert (run_dir / "search_scores.csv").read_text().startswith("layers,n_layers,pck@0.1")
+    assert "layers: " + str(summary["layers"]) in (run_dir / "method" / "hpf_searched.yaml").read_text()
+    # the score of a set is the PCK@0.1 the evaluation loop reports for HPF with those layers
+    for key in ("3", "2,5"):
+        layers = "[" + key + "]"
+        cfg = compose_config("evaluate", ["method=hpf", f"method.layers={layers}", "dataset=pfwillow",
+                                          f"dataset.root={willow}", "backbone.net.weights=none", "logger=none"], tmp_path / key.replace(",", "_"))
+        torch.manual_seed(0)
+        assert run_evaluation(cfg)["pck@0.1"] == pytest.approx(state["scores"][key], abs=1e-4)
+
+
+def test_search_resumes_from_the_run_directory(tmp_path, willow, monkeypatch):
+    run_dir = tmp_path / "search"
+    run_search(search_config(tmp_path, willow, run_dir, "model.max_layers=1"))
+    first = json.loads((run_dir / "beam_state.json").read_text())
+    scored = []
+    from semcorr.lit import hpf_search
+
+    original = hpf_search.LayerSetScorer.set_candidates
+    monkeypatch.setattr(hpf_search.LayerSetScorer, "set_candidates", lambda self, sets: (scored.extend(sets), original(self, sets))[1])
+    run_search(search_config(tmp_path, willow, run_dir, "model.max_layers=2"))
+    resumed = json.loads((run_dir / "beam_state.json").read_text())
+    assert resumed["beams"][0] == first["beams"][0]
+    assert all(len(s) == 2 for s in scored)  # depth 1 was not scored again
+    assert len(resumed["beams"]) == 2
+
+
+def test_pairs_per_category_subset(tmp_path, willow):
+    from hydra.utils import instantiate
+
+    from semcorr.lit.hpf_search import pairs_per_category
+
+    cfg = search_config(tmp_path, willow, tmp_path / "x")
+    dataset = instantiate(cfg.dataset, split="test")
+    small = pairs_per_category(dataset, 2, seed=1)
+    again = pairs_per_category(dataset, 2, seed=1)
+    assert len(small) == 2 and list(small.indices) == list(again.indices)
+    assert small.categories == dataset.categories
