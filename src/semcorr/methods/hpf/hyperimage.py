@@ -239,7 +239,8 @@ def build_hyperimage(
             sqnorm = sqnorm + upsampled_sqnorm(feats, row_taps, col_taps).reshape(-1)
     base = torch.cat(base_parts, dim=1).contiguous()
     inv_norm = 1.0 / sqnorm.sqrt().clamp_min(NORM_EPS)
-    return HyperImage(grid, tuple(layers) if keep_layers else (), base, tuple(groups), inv_norm)
+    kept = tuple(f.clone() for f in layers) if keep_layers else ()  # own copies, not views of a batch
+    return HyperImage(grid, kept, base, tuple(groups), inv_norm)
 
 
 class FeatureCache:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -264,15 +265,15 @@ def block_argmax(block: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _StageClock:
-    """Adds the wall time since the previous lap to a named stage of a dict (no-op without one)."""
+    """Adds the time since the previous lap to a named stage of a dict (no-op without one)."""
 
-    def __init__(self, timings: dict[str, float] | None) -> None:
-        self.timings = timings
-        self.last = time.perf_counter()
+    def __init__(self, timings: dict[str, float] | None, clock: Callable[[], float]) -> None:
+        self.timings, self.clock = timings, clock
+        self.last = clock()
 
     def lap(self, stage: str) -> None:
         if self.timings is not None:
-            now = time.perf_counter()
+            now = self.clock()
             self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
             self.last = now
 
@@ -286,6 +287,7 @@ def match_fast(
     kernel: Tensor,
     workspace: Workspace,
     timings: dict[str, float] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[Tensor, Tensor]:
     """Hyperpixel matches by the fast path (exact fast similarity, diagonal voting).
 
@@ -295,14 +297,15 @@ def match_fast(
         exponent: ``d`` of ``clamp(cos, 0) ** d``.
         ncells / kernel: Hough space parameter and smoothing filter.
         workspace: scratch buffers.
-        timings: if given, wall seconds are added to its ``"similarity"`` and ``"voting"`` keys
-            (voting includes confidence and argmax; CPU timing, no device synchronisation).
+        timings: if given, seconds are added to its ``"similarity"`` and ``"voting"`` keys
+            (voting includes confidence and argmax; no device synchronisation).
+        clock: the timer for ``timings`` (wall time by default).
 
     Returns:
         ``(match, score)``: (Ns,) int64 index of the matched target hyperpixel and (Ns,) its
         confidence (cosine when ``rhm`` is False).
     """
-    clock = _StageClock(timings)
+    stages = _StageClock(timings, clock)
     hs, ws = src.grid.shape
     ht, wt = trg.grid.shape
     # sim[r, c] is source (Hs-1-r, Ws-1-c); cos = sim * a with a the reversed inverse source norms
@@ -313,20 +316,20 @@ def match_fast(
     if not rhm:
         for start in range(0, hs, rows):
             cosine.fill(start, min(start + rows, hs), sim[start : start + rows].view(-1, ws, ht * wt))
-        clock.lap("similarity")
+        stages.lap("similarity")
         best, index = block_argmax(sim.view(hs * ws, ht, wt))
-        clock.lap("voting")
+        stages.lap("voting")
         return index.flip(0), (best * a).flip(0)
     a_d = a.pow(exponent)  # clamp(cos, 0)^d = a^d clamp(sim, 0)^d: a^d weights the votes only
     voter = HoughVoter(src.grid, trg.grid, ncells, kernel, workspace, sim.device, rows)
-    clock.lap("similarity")
+    stages.lap("similarity")
     for start in range(0, hs, rows):
         block = sim[start : start + rows]
         cosine.fill(start, min(start + rows, hs), block.view(-1, ws, ht * wt))
-        clock.lap("similarity")
+        stages.lap("similarity")
         block.clamp_(min=0).pow_(exponent)
         voter.add_rows(start, block, a_d.view(hs, ws, 1, 1)[start : start + rows])
-        clock.lap("voting")
+        stages.lap("voting")
     voter.finish()
     row_max = workspace.get("rhm_rowmax", (hs, ws, ht), sim.device)
     for start in range(0, hs, rows):
@@ -335,7 +338,7 @@ def match_fast(
         torch.amax(block, dim=-1, out=row_max[start : start + rows])
     best, row = row_max.view(hs * ws, ht).max(dim=-1)
     col = sim.view(hs * ws, ht, wt)[torch.arange(hs * ws, device=sim.device), row].argmax(dim=-1)
-    clock.lap("voting")
+    stages.lap("voting")
     return (row * wt + col).flip(0), (best * a_d).flip(0)
 
 
