@@ -1,11 +1,43 @@
-"""The one LightningDataModule of semcorr: wraps already-built pair datasets in loaders."""
+"""The one LightningDataModule of semcorr: wraps already-built pair datasets in loaders.
+
+With several processes (``trainer=ddp``) the test and validation loaders give each process its own
+shard through :class:`ShardSampler` -- unlike Lightning's ``DistributedSampler``, it never pads a
+shard with repeated pairs, so every pair is evaluated and counted exactly once. Build the Trainer
+with ``use_distributed_sampler=False`` so Lightning keeps these samplers.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from semcorr.data.collate import collate_pairs
+
+log = logging.getLogger(__name__)
+
+
+class ShardSampler(Sampler[int]):
+    """Dataset indices ``rank, rank + W, rank + 2W, ...``: each index on exactly one of the ``W``
+    processes, none repeated (shards differ in length by at most one; no padding).
+
+    Args:
+        length: number of items in the dataset.
+        rank / world_size: this process and the number of processes.
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.length, self.rank, self.world_size = int(length), int(rank), int(world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.world_size))
 
 
 class PairDataModule(pl.LightningDataModule):
@@ -33,13 +65,20 @@ class PairDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.shuffle_train = shuffle_train
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool, stage: str) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, shuffle: bool, stage: str, sharded: bool = False) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"PairDataModule has no {stage} dataset.")
+        sampler = None
+        trainer = self.trainer
+        if sharded and trainer is not None and trainer.world_size > 1:
+            if trainer.world_size > len(dataset):
+                log.warning("%d processes for %d pairs: some processes get no pair", trainer.world_size, len(dataset))
+            sampler = ShardSampler(len(dataset), trainer.global_rank, trainer.world_size)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_pairs,
             persistent_workers=self.num_workers > 0,
@@ -49,7 +88,7 @@ class PairDataModule(pl.LightningDataModule):
         return self._loader(self.train_set, self.shuffle_train, "train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False, "val")
+        return self._loader(self.val_set, False, "val", sharded=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, False, "test")
+        return self._loader(self.test_set, False, "test", sharded=True)

@@ -2,12 +2,20 @@
 
 Steps: seed; build the dataset, DataModule, method and trainer from the Hydra config; run
 ``Trainer.test``; write ``metrics.json``, ``predictions.pt``/``.csv`` and the composed config into
-the run directory; print the results table; send metrics to the logger (W&B offline by default).
+the run directory; print the results table and a summary of the files; send metrics to the logger
+(W&B offline by default, runs grouped by dataset and named ``<method>-<dataset>``).
+
+Distributed (``trainer=ddp trainer.devices=N [trainer.num_nodes=M]``): each process evaluates its
+own shard of the pairs (no pair twice, see :mod:`semcorr.lit.evaluation`); the metrics are synced
+through torchmetrics and every process returns the same numbers; only global rank 0 writes
+``metrics.json``/predictions, prints and logs. Pictures (``save_pictures=true``) are written by the
+process that evaluated the pair: the same files as in a single-process run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +23,9 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+from rich.console import Console
+from rich.markup import escape
 
 from semcorr.data.datamodule import PairDataModule
 from semcorr.io import write_text
@@ -36,11 +47,39 @@ def run_name(cfg: DictConfig) -> dict[str, str]:
     }
 
 
+def run_labels(cfg: DictConfig) -> dict[str, str]:
+    """What a run is, for the logger: ``job`` (evaluate / train), ``what`` (the method, or the model
+    of a training run), ``dataset`` and ``backbone`` (Hydra's choices where available)."""
+    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    if cfg.get("method") is not None:
+        job, what = "evaluate", choices.get("method") or str(cfg.method._target_).rsplit(".", 1)[-1]
+    else:
+        model = cfg.get("model") or {}
+        job, what = "train", choices.get("model") or str(model.get("runner", "model")).rsplit(".", 1)[-1]
+    backbone = choices.get("backbone") or str(cfg.backbone.net.name) if cfg.get("backbone") is not None else ""
+    return {"job": job, "what": what, "dataset": str(cfg.dataset.name), "backbone": backbone}
+
+
 def build_logger(cfg: DictConfig, run_dir: Path) -> Any:
-    """The Lightning logger of ``cfg.logger`` (None when ``logger=none``)."""
+    """The Lightning logger of ``cfg.logger`` (None when ``logger=none``).
+
+    A W&B run left without ``name`` / ``tags`` / ``job_type`` in the config gets them from the run:
+    name ``<method>-<dataset>`` (``<model>-<dataset>`` for train.py), tags method, dataset,
+    backbone and job, job type ``evaluate`` or ``train``; its ``group`` is the dataset
+    (``conf/logger/wandb.yaml``), so the W&B UI groups and compares runs per benchmark.
+    """
     if cfg.get("logger") is None:
         return None
-    return instantiate(cfg.logger, save_dir=str(run_dir))
+    extra: dict[str, Any] = {}
+    if str(cfg.logger.get("_target_", "")).endswith("WandbLogger"):
+        labels = run_labels(cfg)
+        if cfg.logger.get("name") is None:
+            extra["name"] = f"{labels['what']}-{labels['dataset']}"
+        if cfg.logger.get("tags") is None:
+            extra["tags"] = [v for v in (labels["what"], labels["dataset"], labels["backbone"], labels["job"]) if v]
+        if cfg.logger.get("job_type") is None:
+            extra["job_type"] = labels["job"]
+    return instantiate(cfg.logger, save_dir=str(run_dir), **extra)
 
 
 def finish_run(logger: Any) -> None:
@@ -49,18 +88,68 @@ def finish_run(logger: Any) -> None:
         logger.experiment.finish()
 
 
+def build_trainer(cfg: DictConfig, logger: Any, run_dir: Path) -> pl.Trainer:
+    """The ``cfg.trainer`` Trainer of a test pass over pairs: ``use_distributed_sampler=False`` so
+    that the shards of :class:`~semcorr.data.datamodule.PairDataModule` stay as they are
+    (Lightning's own sampler would pad them with repeated pairs)."""
+    return instantiate(
+        cfg.trainer,
+        logger=logger if logger is not None else False,
+        default_root_dir=str(run_dir),
+        use_distributed_sampler=False,
+    )
+
+
+def launched_as_rank_zero() -> bool:
+    """Best guess, before the trainer has started its processes, that this is global rank 0 (the
+    child processes of a DDP launch carry LOCAL_RANK / RANK, other nodes NODE_RANK)."""
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
+
+
+class ShardPictures(pl.Callback):
+    """Limits each process's :class:`PictureWriter` to its pairs among the first ``limit`` pair
+    indices (shards are strided: rank r evaluates r, r + W, ...), so a DDP run writes the same
+    pictures as a single-process run."""
+
+    def __init__(self, pictures: PictureWriter, limit: int) -> None:
+        self.pictures, self.limit = pictures, int(limit)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.pictures.limit = len(range(trainer.global_rank, self.limit, trainer.world_size))
+
+
+def print_summary(run_dir: Path, console: Console | None = None) -> None:
+    """The run directory, the files the run wrote into it and what to do with them next (printed
+    after the results table)."""
+    console = console or Console()
+    written = [name for name in ("config.yaml", "metrics.json", "predictions.pt", "predictions.csv", "correspondences.csv")
+               if (run_dir / name).is_file()]
+    lines = [f"[bold]Run directory:[/] {escape(str(run_dir))}", f"  files: {', '.join(written)}"]
+    pictures = run_dir / "pictures"
+    if pictures.is_dir():
+        lines.append(f"  pictures/: {sum(1 for _ in pictures.rglob('*.png'))} PNG")
+    lines += [f"  {escape(str(p.relative_to(run_dir)))}" for p in sorted(run_dir.glob("csv/version_*/metrics.csv"))]
+    offline = sorted(run_dir.glob("wandb/offline-run-*"))
+    lines += [f"  {escape(str(p.relative_to(run_dir)))} (W&B, offline)" for p in offline]
+    if offline:
+        lines.append(f"[bold]Upload to W&B:[/] wandb sync {escape(str(offline[-1]))}")
+    lines.append(f"[bold]Compare runs:[/] python -m semcorr.report {escape(str(run_dir))} OTHER_RUN_DIRS... --out report/")
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
 def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, Any]:
     """Evaluate ``cfg.method`` (or ``method``, a Matcher built in Python) on ``cfg.dataset``.
 
-    Returns the flat metrics dict.
+    Returns the flat metrics dict (the same on every process of a distributed run).
 
-    Files written to ``cfg.paths.output_dir``: ``config.yaml``, ``metrics.json``,
+    Files written to ``cfg.paths.output_dir`` (by global rank 0): ``config.yaml``, ``metrics.json``,
     ``predictions.pt``, ``predictions.csv`` and, with ``save_pictures=true``, ``pictures/``.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if launched_as_rank_zero():
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     names = run_name(cfg)
 
     dataset = instantiate(cfg.dataset)
@@ -79,21 +168,30 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
         on_pair=pictures,
     )
     logger = build_logger(cfg, run_dir)
-    trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False, default_root_dir=str(run_dir))
+    trainer = build_trainer(cfg, logger, run_dir)
+    if pictures is not None:
+        trainer.callbacks.append(ShardPictures(pictures, cfg.max_pictures))
     trainer.test(module, datamodule=datamodule, verbose=False)
 
+    # synced in the test loop's epoch end: identical on every process
     metrics = {**names, **module.results()}
-    if trainer.is_global_zero:
-        write_metrics(run_dir, metrics)
-        write_predictions(run_dir, module.records)
-        title = f"{names['method']} on {names['dataset']} ({names['backbone']})"
-        print_results(metrics, title)
-        log.info("Results written to %s", run_dir)
+    if not trainer.is_global_zero:
+        return metrics
+    write_metrics(run_dir, metrics)
+    write_predictions(run_dir, module.records)
+    title = f"{names['method']} on {names['dataset']} ({names['backbone']})"
+    if trainer.world_size > 1:
+        title += f", {trainer.world_size} processes"
+    print_results(metrics, title)
+    log.info("Results written to %s", run_dir)
     if logger is not None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         if pictures is not None:
+            if trainer.world_size > 1:  # every process wrote its pairs' pictures (the gather waited for them)
+                pictures.saved = sorted((run_dir / "pictures").glob("*.png"))
             pictures.log_to(logger)
         logger.finalize("success")
         finish_run(logger)
+    print_summary(run_dir)
     return metrics

@@ -4,17 +4,28 @@
 keypoint transfer when the batch has keypoints (PCK), the dense source->target flow when it has a
 ground-truth ``flow`` (TSS flow accuracy), and the dense target->source flow when it has masks
 (mask transfer: LT-ACC and IoU). Metric states are torchmetrics, so they reduce across processes.
+
+Distributed runs (``trainer=ddp``): :class:`~semcorr.data.datamodule.PairDataModule` gives each process the pairs
+``rank, rank + W, rank + 2W, ...`` through :class:`~semcorr.data.datamodule.ShardSampler`, which -- unlike the
+``DistributedSampler`` that Lightning injects, which pads the dataset with repeated pairs until it
+divides by the world size -- never repeats a pair, so every pair is counted exactly once (the
+evaluation trainer runs with ``use_distributed_sampler=False``). At the end of the test epoch the
+metrics are synced and computed on every process (identical numbers everywhere) and the per-pair
+records are gathered onto rank 0, deduplicated and sorted by pair index.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import nn
+from torchmetrics import Metric
 
 from semcorr.methods.base import Matcher, MatchOutput
 from semcorr.metrics.flow import FlowAccuracy
@@ -24,6 +35,30 @@ from semcorr.metrics.warping import warp_mask
 
 #: Upper bound on the number of levels of a grouping field (SPair-71k difficulty fields).
 MAX_GROUP_LEVELS = 8
+
+log = logging.getLogger(__name__)
+
+
+def distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """All processes' per-pair records on rank 0 (other ranks: their own), one per pair index,
+    sorted by index. Without a process group: ``records`` deduplicated and sorted."""
+    if distributed():
+        parts: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+        dist.gather_object(records, parts, dst=0)
+        if dist.get_rank() != 0:
+            return sorted(records, key=lambda r: r["index"])
+        records = [r for part in parts or () for r in part]
+    unique: dict[int, dict[str, Any]] = {}
+    for record in records:
+        unique.setdefault(int(record["index"]), record)
+    if len(unique) < len(records):
+        log.warning("%d repeated pair records dropped", len(records) - len(unique))
+    return [unique[i] for i in sorted(unique)]
 
 
 def sparse_matches(output: MatchOutput, i: int, src_scale: torch.Tensor, trg_scale: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -81,7 +116,9 @@ class EvaluationModule(pl.LightningModule):
         self.flow_accuracy = FlowAccuracy(num_groups=len(self.categories), group_names=self.categories)
         self.mask_transfer = MaskTransfer(num_groups=len(self.categories), group_names=self.categories)
         self.timing = GroupedMean(1, 1)
+        #: per-pair predictions; after the test epoch: every pair on rank 0, sorted by index
         self.records: list[dict[str, Any]] = []
+        self._results: dict[str, float] | None = None
 
     def _timed(self, fn: Callable[[], Any]) -> tuple[Any, float]:
         if self.device.type == "cuda":
@@ -101,7 +138,7 @@ class EvaluationModule(pl.LightningModule):
         if "flow" in batch:  # dense source -> target ground truth (TSS)
             flow, dense_seconds = self._timed(lambda: self.method.dense_flow(src_img, trg_img, src_ids, trg_ids))
             self.flow_accuracy.update(
-                flow, batch["flow"], batch["src_mask"], threshold=batch["flow_threshold"],
+                flow.to(self.device), batch["flow"], batch["src_mask"], threshold=batch["flow_threshold"],
                 trg_scale=batch["trg_scale"], groups=batch["category_id"],
             )
             seconds += dense_seconds
@@ -114,12 +151,13 @@ class EvaluationModule(pl.LightningModule):
             seconds += dense_seconds
         pair_pck = torch.full((b, len(self.alphas)), float("nan"))
         if batch["src_kps"].shape[1] > 0:
-            pair_pck = pck_per_pair(output.points, batch["trg_kps"], batch["pck_threshold"], self.alphas)
+            pair_pck = pck_per_pair(output.points.to(self.device), batch["trg_kps"], batch["pck_threshold"], self.alphas)
             self.pck_all.update(pair_pck, torch.zeros(b, dtype=torch.long))
             self.pck_category.update(pair_pck, batch["category_id"])
             for field in self.group_fields:
                 self.pck_group[field].update(pair_pck, batch[field])
-        self.timing.update(torch.full((b, 1), seconds / b), torch.zeros(b, dtype=torch.long))
+        self.timing.update(torch.full((b, 1), seconds / b, device=self.device), torch.zeros(b, dtype=torch.long))
+        self._results = None
         self._record(batch, output, pair_pck, seconds / b)
         if self.on_pair is not None:
             self.on_pair(batch, output, pair_pck)
@@ -143,12 +181,39 @@ class EvaluationModule(pl.LightningModule):
                 }
             )
 
+    def on_test_epoch_end(self) -> None:
+        """Compute the (synced) results and gather the records while every process is still in the
+        loop and the metric states are still on their device (Lightning moves the module to the CPU
+        after ``trainer.test``, where an NCCL group could not sync them)."""
+        self._results = self._compute_results()
+        self.records = gather_records(self.records)
+
+    def _updated_anywhere(self, metric: Metric) -> bool:
+        """Whether any process updated ``metric`` (the same answer on every process)."""
+        count = torch.tensor(float(metric.update_count), device=self.device)
+        if distributed():
+            dist.all_reduce(count, op=dist.ReduceOp.MAX)
+        return bool(count > 0)
+
     def results(self) -> dict[str, float]:
-        """Flat metrics: ``pck@A``, ``pck@A/<category>``, ``pck@A/<field>=<level>``, timing, counts."""
+        """Flat metrics: ``pck@A``, ``pck@A/<category>``, ``pck@A/<field>=<level>``, timing, counts.
+
+        Synced over all processes: the same numbers on every rank. After a test epoch these are the
+        values computed at its end; otherwise they are computed now (a collective call under DDP).
+        """
+        if self._results is None:
+            self._results = self._compute_results()
+        return dict(self._results)
+
+    def _compute_results(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        n_pairs = int(self.timing.grouped()[1][0]) if self.timing.update_count else 0
+        # every process takes the same branches and calls the same collectives in the same order
+        have_pck = self._updated_anywhere(self.pck_all)
+        have_dense = [self._updated_anywhere(m) for m in (self.flow_accuracy, self.mask_transfer)]
+        time_means, time_counts = self.timing.grouped()
+        n_pairs = int(time_counts[0])
         out["n_pairs"] = n_pairs
-        if self.pck_all.update_count:
+        if have_pck:
             means, _ = self.pck_all.grouped()
             for a, v in zip(self.alphas, means[0].tolist()):
                 out[f"pck@{a:g}"] = 100.0 * v
@@ -163,8 +228,8 @@ class EvaluationModule(pl.LightningModule):
                     if g_counts[level] > 0:
                         for a, v in zip(self.alphas, g_means[level].tolist()):
                             out[f"pck@{a:g}/{field}={level}"] = 100.0 * v
-        for dense in (self.flow_accuracy, self.mask_transfer):
-            if dense.update_count:
+        for dense, present in zip((self.flow_accuracy, self.mask_transfer), have_dense):
+            if present:
                 out.update({k: as_reported(k, float(v)) for k, v in dense.compute().items()})
-        out["time_per_pair_s"] = float(self.timing.grouped()[0][0, 0]) if n_pairs else float("nan")
+        out["time_per_pair_s"] = float(time_means[0, 0]) if n_pairs else float("nan")
         return out

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, Subset
 from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError
 from semcorr.io import write_json, write_text
-from semcorr.lit.evaluate import build_logger, finish_run
+from semcorr.lit.evaluate import build_logger, build_trainer, finish_run
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.layer_search import LayerSet, beam_search, key_of
 from semcorr.metrics.pck import GroupedMean, pck_per_pair
@@ -83,6 +83,7 @@ class LayerSetScorer(pl.LightningModule):
         self.store = FeatureStore(feature_cache_images)
         self.sets: list[LayerSet] = []
         self.pck = GroupedMean(1, 1)
+        self._scores: list[float] = []
 
     def set_candidates(self, sets: Sequence[LayerSet]) -> None:
         """Choose the layer sets the next test pass scores."""
@@ -114,10 +115,14 @@ class LayerSetScorer(pl.LightningModule):
                 score = pck_per_pair(pred[None], batch["trg_kps"][i : i + 1, :n], batch["pck_threshold"][i : i + 1], [self.alpha])
                 self.pck.update(score, torch.tensor([k], device=score.device))
 
-    def scores(self) -> list[float]:
-        """Mean PCK (in %) of each set, in the order of :meth:`set_candidates`."""
+    def on_test_epoch_end(self) -> None:
+        # synced across processes here, while the states are still on the device (NCCL)
         means, _ = self.pck.grouped()
-        return [100.0 * float(v) for v in means[:, 0]]
+        self._scores = [100.0 * float(v) for v in means[:, 0]]
+
+    def scores(self) -> list[float]:
+        """Mean PCK (in %) of each set of the last pass, in the order of :meth:`set_candidates`."""
+        return list(self._scores)
 
 
 def pairs_per_category(dataset: Dataset, k: int | None, seed: int) -> Dataset:
@@ -161,7 +166,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     candidates = model.candidate_layers if model.candidate_layers is not None else matcher.backbone.layer_ids
     scorer = LayerSetScorer(matcher, candidates, model.alpha, model.feature_cache_images)
     logger = build_logger(cfg, run_dir)
-    trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False, default_root_dir=str(run_dir))
+    trainer = build_trainer(cfg, logger, run_dir)
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     scored: list[tuple[LayerSet, float]] = []
 
@@ -179,8 +184,12 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
 
     result = beam_search(
         score, candidates, model.base_candidates, model.beam_size, model.max_layers,
-        state_path=run_dir / "beam_state.json", on_score=on_score,
+        state_path=run_dir / "beam_state.json", on_score=on_score, write_state=trainer.is_global_zero,
     )
+    summary = {"layers": list(result.best), "score": result.best_score,
+               "beams": [[[list(s), v] for s, v in beam] for beam in result.beams]}
+    if not trainer.is_global_zero:
+        return summary
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["layers", "n_layers", f"pck@{model.alpha:g}"])
@@ -188,8 +197,6 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
         writer.writerow([key, len(key.split(",")), f"{value:.4f}"])
     write_text(run_dir / "search_scores.csv", buf.getvalue())
     write_text(run_dir / "method" / "hpf_searched.yaml", searched_method_config(result.best, result.best_score, cfg))
-    summary = {"layers": list(result.best), "score": result.best_score,
-               "beams": [[[list(s), v] for s, v in beam] for beam in result.beams]}
     write_json(run_dir / "search_result.json", summary)
     if logger is not None:
         logger.log_hyperparams({"best_layers": key_of(result.best), "best_pck": result.best_score})

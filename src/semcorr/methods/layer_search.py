@@ -69,6 +69,7 @@ def beam_search(
     max_layers: int = 8,
     state_path: str | Path | None = None,
     on_score: Callable[[LayerSet, float], None] | None = None,
+    write_state: bool = True,
 ) -> SearchResult:
     """Run the beam search.
 
@@ -80,12 +81,15 @@ def beam_search(
         max_layers: largest set size.
         state_path: JSON file to resume from and checkpoint to (None: no checkpointing).
         on_score: called with (set, score) for each newly scored set (logging).
+        write_state: write ``state_path`` (False: only read it, e.g. on all but one process).
 
     Returns:
         :class:`SearchResult`. Ties rank the smaller set first (then the smaller ids).
     """
     path = Path(state_path) if state_path is not None else None
     state = SearchState.load(path)
+    if not write_state:
+        path = None
 
     def top(candidates: Iterable[LayerSet]) -> list[str]:
         unique = sorted({key_of(c) for c in candidates}, key=lambda k: (len(k.split(",")), parse_key(k)))
