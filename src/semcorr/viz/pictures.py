@@ -3,8 +3,9 @@
 :class:`PictureWriter` is the evaluation loop's ``on_pair`` callback. For the first ``limit`` pairs
 it saves ``<pair>.png``: colours are per keypoint index and shared by both images; on the target,
 a circle is the ground truth and a cross the prediction, joined by a line, green when the
-prediction is correct at the middle alpha and red when not; a method's ``extras["warped"]``
-(source warped onto the target) becomes a third panel. When the method returns sparse matches
+prediction is correct at the middle alpha and red when not; a third panel shows the source warped
+onto the target (a method's ``extras["warped"]``, else warped through its target -> source
+``dense_flow``). When the method returns sparse matches
 (``extras["sparse_src"]``/``["sparse_trg"]``) it also saves ``<pair>_matches.png`` (both images side
 by side, matches joined by lines in matching colours), and it lets the method write its own files
 of the pair (:meth:`semcorr.methods.base.Matcher.save_pair_outputs`) into ``<pair>/``.
@@ -24,6 +25,7 @@ import torch  # noqa: E402
 
 from semcorr.io import atomic_write  # noqa: E402
 from semcorr.methods.base import Matcher, MatchOutput  # noqa: E402
+from semcorr.metrics.warping import warp_by_flow  # noqa: E402
 
 
 def _show(ax: Any, img: torch.Tensor, title: str) -> None:
@@ -143,6 +145,7 @@ class PictureWriter:
             score = pair_pck[i].tolist()
             title = batch["pair_id"][i] + (f"  PCK: {' / '.join(f'{100 * s:.0f}' for s in score)}" if has_gt else "")
             warped = output.extras.get("warped")
+            warped = warped[i] if warped is not None else self.warp(batch, i)
             fig = draw_pair(
                 batch["src_img"][i],
                 batch["trg_img"][i],
@@ -150,7 +153,7 @@ class PictureWriter:
                 output.points[i, :n].detach().cpu(),
                 batch["trg_kps"][i, :n].cpu() if has_gt else None,
                 self.alpha * float(batch["pck_threshold"][i]) if has_gt else None,
-                warped[i] if warped is not None else None,
+                warped,
                 title,
             )
             name = f"{int(batch['index'][i]):06d}_" + "".join(
@@ -165,6 +168,16 @@ class PictureWriter:
                 self.saved.append(save_figure(matches, self.folder / f"{name}_matches.png"))
             if self.method is not None:
                 self.method.save_pair_outputs(self.folder / name, batch["src_img"][i], batch["trg_img"][i], output, i)
+
+    @torch.no_grad()
+    def warp(self, batch: dict[str, Any], i: int) -> torch.Tensor | None:
+        """Source ``i`` warped onto its target through the method's target -> source dense flow
+        (for methods whose ``extras`` hold no ``"warped"``); None without a method."""
+        if self.method is None:
+            return None
+        src, trg = batch["src_img"][i : i + 1], batch["trg_img"][i : i + 1]
+        back = self.method.dense_flow(trg, src, batch["trg_path"][i : i + 1], batch["src_path"][i : i + 1])
+        return warp_by_flow(src, back)[0]
 
     def log_to(self, logger: Any) -> None:
         """Send the saved pictures to a logger that takes images (W&B); others are skipped."""
