@@ -87,6 +87,15 @@ def flow_accuracy_per_pair(
     return n_correct / n_known, n_correct, n_known
 
 
+def resolve_groups(num_groups: int, group_names: Sequence[str] | None) -> tuple[int, list[str] | None]:
+    """Number of groups and their names: names alone fix the number; both must agree."""
+    if group_names is not None and len(group_names) != num_groups:
+        if num_groups != 1:
+            raise ValueError(f"{len(group_names)} group names for {num_groups} groups")
+        num_groups = len(group_names)
+    return int(num_groups), list(group_names) if group_names is not None else None
+
+
 def group_indices(groups: torch.Tensor | None, batch: int, num_groups: int, device) -> torch.Tensor:
     """(B,) long group indices, checked to lie in [0, num_groups); all 0 when ``groups`` is None."""
     if groups is None:
@@ -123,14 +132,8 @@ class FlowAccuracy(Metric):
         prefix: str = "flow_acc",
     ) -> None:
         super().__init__()
-        if group_names is not None and len(group_names) != num_groups:
-            if num_groups == 1:
-                num_groups = len(group_names)
-            else:
-                raise ValueError(f"{len(group_names)} group names for {num_groups} groups")
+        self.num_groups, self.group_names = resolve_groups(num_groups, group_names)
         self.threshold_px = float(threshold_px)
-        self.num_groups = int(num_groups)
-        self.group_names = list(group_names) if group_names is not None else None
         self.prefix = prefix
         for name in ("acc_sum", "pairs", "correct_px", "known_px"):
             self.add_state(name, default=torch.zeros(self.num_groups, dtype=torch.float64), dist_reduce_fx="sum")

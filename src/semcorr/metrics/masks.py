@@ -46,7 +46,7 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
-from semcorr.metrics.flow import group_indices
+from semcorr.metrics.flow import group_indices, resolve_groups
 from semcorr.metrics.warping import flow_to_points
 
 
@@ -134,13 +134,7 @@ class MaskTransfer(Metric):
 
     def __init__(self, num_groups: int = 1, group_names: Sequence[str] | None = None) -> None:
         super().__init__()
-        if group_names is not None and len(group_names) != num_groups:
-            if num_groups == 1:
-                num_groups = len(group_names)
-            else:
-                raise ValueError(f"{len(group_names)} group names for {num_groups} groups")
-        self.num_groups = int(num_groups)
-        self.group_names = list(group_names) if group_names is not None else None
+        self.num_groups, self.group_names = resolve_groups(num_groups, group_names)
         for name in ("lt_acc_sum", "iou_sum", "pairs", "loc_err_sum", "loc_pairs"):
             self.add_state(name, default=torch.zeros(self.num_groups, dtype=torch.float64), dist_reduce_fx="sum")
 
