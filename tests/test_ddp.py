@@ -96,3 +96,21 @@ def test_ddp_on_two_cpu_processes_equals_single_process(tmp_path, willow, method
         names = sorted(p.name for p in (tmp_path / "ddp" / "pictures").glob("*.png"))
         assert names == sorted(p.name for p in (tmp_path / "single" / "pictures").glob("*.png"))
         assert [n[:6] for n in names] == ["000000", "000001", "000002"]
+
+
+def test_hpf_search_on_two_cpu_processes_equals_single_process(tmp_path, willow):
+    """train.py under DDP: the layer search scores every pair once (same scores as one process)."""
+    args = ["model=hpf_search", "dataset=pfwillow", f"dataset.root={willow}", f"dataset.max_pairs={N_PAIRS}",
+            "model.split=test", "backbone.net.weights=none", "model.base_candidates=[2,3]",
+            "model.candidate_layers=[2,3,5]", "model.max_layers=2", "model.beam_size=2", "logger=none"]
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "SEMCORR_OUTPUTS": str(tmp_path / "outputs")}
+    runs = {}
+    for name, extra in (("single", []), ("ddp", ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"])):
+        proc = subprocess.run([sys.executable, "train.py", *args, *extra, f"hydra.run.dir={tmp_path / name}"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = json.loads((tmp_path / name / "beam_state.json").read_text())
+    assert runs["ddp"]["scores"].keys() == runs["single"]["scores"].keys()
+    for key, value in runs["single"]["scores"].items():
+        assert runs["ddp"]["scores"][key] == pytest.approx(value, abs=1e-9), key
+    assert runs["ddp"]["beams"] == runs["single"]["beams"]
