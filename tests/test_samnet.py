@@ -401,3 +401,15 @@ def test_train_script_smoke(tmp_path, data_dirs):
     assert info["stage"] == 1 and os.path.isfile(info["checkpoint"])
     media = list((tmp_path / "stage1" / "wandb").glob("offline-run-*/files/media/images/**/*.png"))
     assert media, "the image panels were not logged to W&B"
+
+
+def test_train_script_under_ddp_on_two_cpu_processes(tmp_path, data_dirs):
+    """`train.py model=samnet trainer=ddp` trains with 2 CPU processes (gloo) and writes one checkpoint."""
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    overrides = train_overrides(*data_dirs, steps=2) + [
+        "model.stage=1", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((tmp_path / "checkpoints" / "final.json").read_text())
+    assert info["stage"] == 1 and os.path.isfile(info["checkpoint"])
