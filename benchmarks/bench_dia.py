@@ -1,0 +1,120 @@
+"""Speed (and PCK) of Deep Image Analogy on real PF-WILLOW pairs, stage by stage.
+
+    python benchmarks/bench_dia.py --backbone vgg19 --size 224 --pairs 5
+    python benchmarks/bench_dia.py --backbone vgg19 --size 448 --pairs 3 --preset fast
+    python benchmarks/bench_dia.py --backbone vgg19 --size 224 --pairs 1 --preset paper
+    python benchmarks/bench_dia.py --backbone mobilenet_v2 --size 224 --pairs 10 --lbfgs-iters 20
+
+Images are read with PIL and resized to ``size`` x ``size`` (bilinear), keypoints scaled with
+them. Pairs are ordered pairs of distinct images inside a sub-class, taken round-robin over the
+sub-classes. Settings come from a preset of :data:`semcorr.methods.dia.PRESETS` (``--preset``:
+``paper`` = the paper's settings, exact eq. 2, 100 L-BFGS iterations; ``fast`` = the CPU preset),
+``--lbfgs-iters`` and ``--pca-dims`` override it. Reported: median seconds per pair of each stage
+(features of both images, PatchMatch at each level (both directions), the reconstruction of each
+level (warp + deconvolution + blend, both directions), the aggregation of A' and B, and the whole
+pair) after ``--warmup`` untimed pairs, the process CPU time of a pair (on a shared machine wall
+time grows with the load average, printed too; with one thread the CPU time approximates the wall
+time of an idle machine), and PCK at alpha 0.05/0.1/0.15 with PF-WILLOW's threshold
+(max extent of the target keypoints). With ``--weights none`` (random VGG-19, the only VGG-19
+offline) the PCK is meaningless; the timing is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.io import loadmat
+
+from semcorr.backbones import load_backbone
+from semcorr.methods.dia import PRESETS, DeepImageAnalogy
+
+ROOT = Path(__file__).resolve().parents[1] / "../shared/data/PF-dataset-WILLOW"
+ALPHAS = (0.05, 0.1, 0.15)
+
+
+def willow_pairs(root: Path, count: int) -> list[tuple[Path, Path]]:
+    """``count`` ordered pairs of distinct images of one sub-class, round-robin over sub-classes."""
+    per_class = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        images = sorted(folder.glob("*.png"))
+        per_class.append(list(itertools.permutations(images, 2)))
+    spread = [pair for group in itertools.zip_longest(*per_class) for pair in group if pair is not None]
+    return spread[:count]
+
+
+def load(path: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 3, size, size) image in [0, 1] and its (10, 2) keypoints (x, y) in resized pixels."""
+    img = Image.open(path).convert("RGB")
+    scale = torch.tensor([size / img.width, size / img.height])
+    array = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    kps = torch.as_tensor(loadmat(str(path.with_suffix(".mat")))["pts_coord"].T, dtype=torch.float32)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)[None], kps * scale
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="vgg19")
+    parser.add_argument("--weights", default=None, help="default: offline for mobilenet_v2, none otherwise")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="fast")
+    parser.add_argument("--lbfgs-iters", type=int, default=None, help="override the preset's L-BFGS iterations")
+    parser.add_argument("--pca-dims", type=int, default=None, help="override the preset's PCA dimensions")
+    parser.add_argument("--exact", action="store_true", help="exact eq. 2 distances (pca_dims=None)")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.root.is_dir():
+        raise SystemExit(f"PF-WILLOW not found at {args.root}; pass --root")
+    weights = args.weights or ("offline" if args.backbone == "mobilenet_v2" else "none")
+    overrides: dict[str, object] = {}
+    if args.lbfgs_iters is not None:
+        overrides["lbfgs_iters"] = args.lbfgs_iters
+    if args.pca_dims is not None:
+        overrides["pca_dims"] = args.pca_dims
+    if args.exact:
+        overrides["pca_dims"] = None
+    torch.manual_seed(0)
+    matcher = DeepImageAnalogy.from_preset(load_backbone(args.backbone, weights), args.preset, **overrides)
+    pairs = willow_pairs(args.root, args.pairs + args.warmup)
+    stages: dict[str, list[float]] = {}
+    cpu: list[float] = []
+    pck: dict[float, list[float]] = {a: [] for a in ALPHAS}
+    for n, (src_path, trg_path) in enumerate(pairs):
+        (src, src_kps), (trg, trg_kps) = load(src_path, args.size), load(trg_path, args.size)
+        tic = time.process_time()
+        output = matcher(src, trg, src_kps[None], [str(src_path)], [str(trg_path)])
+        if n < args.warmup:
+            continue
+        cpu.append(time.process_time() - tic)
+        for name, seconds in matcher.analyse(src, trg, [str(src_path)], [str(trg_path)])[0].seconds.items():
+            stages.setdefault(name, []).append(seconds)
+        threshold = float((trg_kps.max(0).values - trg_kps.min(0).values).max())
+        err = (output.points[0] - trg_kps).norm(dim=1)
+        for a in ALPHAS:
+            pck[a].append(float(((err <= a * threshold) & torch.isfinite(err)).float().mean()))
+    load1 = os.getloadavg()[0]
+    print(
+        f"DIA {args.backbone} (weights={weights}), {args.size}x{args.size}, {len(pck[ALPHAS[0]])} PF-WILLOW pairs, "
+        f"{torch.get_num_threads()} threads, load average {load1:.1f}"
+    )
+    print(f"  settings: {matcher.params}")
+    for name, values in stages.items():
+        print(f"  {name:<14} median {statistics.median(values):7.3f} s")
+    print(f"  CPU time of the whole pair (all threads): median {statistics.median(cpu):.3f} s")
+    print("  PCK " + ", ".join(f"@{a}: {100 * statistics.mean(v):.1f}" for a, v in pck.items()))
+
+
+if __name__ == "__main__":
+    main()
