@@ -22,41 +22,19 @@ offline) the PCK is meaningless; the timing is not.
 from __future__ import annotations
 
 import argparse
-import itertools
+import sys
 import os
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
-from scipy.io import loadmat
 
 from semcorr.backbones import load_backbone
 from semcorr.methods.dia import PRESETS, DeepImageAnalogy
 
-ROOT = Path(__file__).resolve().parents[1] / "../shared/data/PF-dataset-WILLOW"
-ALPHAS = (0.05, 0.1, 0.15)
-
-
-def willow_pairs(root: Path, count: int) -> list[tuple[Path, Path]]:
-    """``count`` ordered pairs of distinct images of one sub-class, round-robin over sub-classes."""
-    per_class = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = sorted(folder.glob("*.png"))
-        per_class.append(list(itertools.permutations(images, 2)))
-    spread = [pair for group in itertools.zip_longest(*per_class) for pair in group if pair is not None]
-    return spread[:count]
-
-
-def load(path: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, 3, size, size) image in [0, 1] and its (10, 2) keypoints (x, y) in resized pixels."""
-    img = Image.open(path).convert("RGB")
-    scale = torch.tensor([size / img.width, size / img.height])
-    array = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
-    kps = torch.as_tensor(loadmat(str(path.with_suffix(".mat")))["pts_coord"].T, dtype=torch.float32)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)[None], kps * scale
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from willow import ALPHAS, ROOT, load, willow_pairs  # noqa: E402
 
 
 def main() -> None:

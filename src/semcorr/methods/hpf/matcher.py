@@ -18,6 +18,7 @@ from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 from semcorr.methods.base import Matcher, MatchOutput
 
+from .geometry import HyperpixelGrid
 from .hyperimage import FOLD_CHANNELS, FeatureCache, HyperImage, build_hyperimage
 from .rhm import gaussian_kernel, match_fast, match_reference
 from .similarity import Workspace
