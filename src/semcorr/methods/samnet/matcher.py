@@ -7,7 +7,8 @@ from it and its weights (backbone included) are loaded strictly into the backbon
 config (it must be the backbone the checkpoint was trained with).
 
 Per pair, both images are resized (bilinear) to the network size (default: the training size),
-the network runs ``iterations`` times (10 at test in the paper), and each source point is
+the network runs ``iterations`` times (10 at test in the paper; by default the checkpoint's
+``model.val_iterations``, the count its training validated with), and each source point is
 mapped through the final affine field (:func:`~.affine.transfer_points`): original source pixels
 -> network pixels (x * Wn / Ws, the dataset convention) -> feature cells -> target cells ->
 network pixels -> original target pixels.
@@ -17,10 +18,11 @@ network pixels -> original target pixels.
 * ``"attribute_transfer"`` (B, 3, Hs, Ws): the final ``I^{s<-t,L}`` (source content with the
   target's attributes), resized to the source size;
 * ``"warped_target"`` (B, 3, Hs, Ws): the target brought onto the source through the dense
-  field (the paper's Fig. 4 warped images);
-* ``"warped"`` (B, 3, Ht, Wt): the source brought onto the target (the evaluation pictures'
-  third panel); it needs the target -> source field, i.e. a second pass with the images
-  swapped, so ``warped=False`` leaves it (and that cost) out.
+  field (the paper's Fig. 4 warped images).
+
+The evaluation pictures' source-onto-target panel needs the target -> source field, a second
+pass with the images swapped: the picture writer runs it through :meth:`SAMNetMatcher.dense_flow`
+for the pictured pairs only.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ TRAIN_HINT = (
     "`python train.py model=samnet experiment=samnet_cpu`). It prints the checkpoint and the "
     "command to evaluate it: `python evaluate.py method=samnet method.checkpoint=PATH`."
 )
+
+#: Recurrent iterations at test in the paper.
+TEST_ITERATIONS = 10
 
 #: Prefix of the network's keys in the LightningModule's state_dict.
 STATE_PREFIX = "net."
@@ -140,9 +145,10 @@ class SAMNetMatcher(Matcher):
             is given).
         backbone: the feature extractor the checkpoint was trained with (``${backbone.net}``);
             its weights are replaced by the checkpoint's.
-        iterations: recurrent iterations at test (paper: 10).
+        iterations: recurrent iterations at test; None: the checkpoint's validation count
+            (``model.val_iterations``: 10, the paper's, unless the training preset says otherwise;
+            :data:`TEST_ITERATIONS` for a ``network``).
         size: (H, W) network input size; None: the checkpoint's training size.
-        warped: compute ``extras["warped"]`` (a second, swapped pass).
         network: an already built :class:`SAMNet` instead of a checkpoint (then ``size`` is
             required), e.g. an untrained network for a baseline.
 
@@ -155,9 +161,8 @@ class SAMNetMatcher(Matcher):
         self,
         checkpoint: str | Path | None = None,
         backbone: Backbone | None = None,
-        iterations: int = 10,
+        iterations: int | None = None,
         size: Sequence[int] | None = None,
-        warped: bool = True,
         network: SAMNet | None = None,
     ) -> None:
         super().__init__()
@@ -165,8 +170,11 @@ class SAMNetMatcher(Matcher):
             if checkpoint is None or str(checkpoint) in ("", "???"):
                 raise ConfigError(f"method.checkpoint is required for SAM-Net (a trained checkpoint). {TRAIN_HINT}")
             ckpt = read_checkpoint(checkpoint)
-            network, trained_size = self._build(ckpt, backbone, str(checkpoint))
-            size = trained_size if size is None else size
+            network = self._build(ckpt, backbone, str(checkpoint))
+            hparams = ckpt["hyper_parameters"]
+            size = hparams["image_size"] if size is None else size
+            iterations = hparams.get("val_iterations", TEST_ITERATIONS) if iterations is None else iterations
+        iterations = TEST_ITERATIONS if iterations is None else iterations
         if size is None or len(size) != 2 or min(int(s) for s in size) < 16:
             raise ConfigError(f"method.size must be [H, W] with H, W >= 16 (or null for the training size), got {size}")
         if int(iterations) < 1:
@@ -174,10 +182,9 @@ class SAMNetMatcher(Matcher):
         self.net = network.eval()
         self.size = (int(size[0]), int(size[1]))
         self.iterations = int(iterations)
-        self.warped = bool(warped)
 
     @staticmethod
-    def _build(ckpt: Mapping[str, Any], backbone: Backbone | None, where: str) -> tuple[SAMNet, Sequence[int]]:
+    def _build(ckpt: Mapping[str, Any], backbone: Backbone | None, where: str) -> SAMNet:
         """The network of a checkpoint on ``backbone``, with the checkpoint's weights loaded."""
         hparams = ckpt["hyper_parameters"]
         trained_with = str(hparams["backbone"]["name"])
@@ -195,7 +202,7 @@ class SAMNetMatcher(Matcher):
             network.load_state_dict(network_state(ckpt["state_dict"]), strict=True)
         except RuntimeError as err:
             raise WeightsError(f"SAM-Net checkpoint {where!r} does not fit the network it describes: {err}") from err
-        return network, hparams["image_size"]
+        return network
 
     def run(self, src_img: Tensor, trg_img: Tensor) -> SAMNetOutput:
         """The network's output at the network size (every iteration kept).
@@ -232,9 +239,6 @@ class SAMNetMatcher(Matcher):
             "attribute_transfer": resize(out.final.image, src_hw),
             "warped_target": warp_image(trg_img, dense_image_flow(field, src_hw, trg_hw, self.size)),
         }
-        if self.warped:
-            back = self.run(trg_img, src_img).final.field
-            extras["warped"] = warp_image(src_img, dense_image_flow(back, trg_hw, src_hw, self.size))
         return MatchOutput(points=points, extras=extras)
 
     @torch.no_grad()
