@@ -28,20 +28,20 @@ from semcorr.cli import find_user_error
 from semcorr.errors import ConfigError, WeightsError
 from semcorr.lit.evaluate import run_evaluation
 from semcorr.lit.samnet import EpochSampler, SAMNetModule, run_training
-from semcorr.methods.samnet import SAMNet, SAMNetLoss, SAMNetMatcher
+from semcorr.methods.samnet import SAMNet, SAMNetIteration, SAMNetLoss, SAMNetMatcher, SAMNetOutput
 from semcorr.methods.samnet.affine import (
     cell_grid,
     identity_field,
     sample_window,
     transfer_points,
+    clamp_field,
     translation_field,
-    warp_features,
     window_offsets,
 )
 from semcorr.methods.samnet.blending import blend_features
 from semcorr.methods.samnet.correlation import attribute_weight, confidence, local_correlation
 from semcorr.methods.samnet.decoder import DropLink
-from semcorr.methods.samnet.losses import attribute_matching_loss
+from semcorr.methods.samnet.losses import attribute_matching_loss, flow_loss, patch_distances
 from semcorr.methods.samnet.matcher import transfer_image_points
 
 
@@ -87,6 +87,11 @@ def write_photos(folder, count: int = 4, size: int = 64) -> None:
 
 
 # -- affine fields ------------------------------------------------------------------------------
+def warp_features(feature: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+    """``F^t(i + f_i)`` on the source grid (the window of offset 0)."""
+    return sample_window(feature, field, torch.zeros(1, 2))[:, :, 0]
+
+
 def test_identity_field_warps_to_identity():
     feat = torch.randn(2, 5, 6, 7)
     field = identity_field(2, 6, 7)
@@ -183,16 +188,90 @@ def test_matching_loss_is_minimal_at_the_true_shift():
     losses = {}
     for fx in range(-1, 5):
         for fy in range(-2, 4):
-            warped = warp_features(trg, translation_field(torch.tensor([[float(fx), float(fy)]]), 12, 12))
-            losses[(fx, fy)] = attribute_matching_loss(src, warped, tau=0.0).item()
+            field = translation_field(torch.tensor([[float(fx), float(fy)]]), 12, 12)
+            losses[(fx, fy)] = attribute_matching_loss(src, trg, field, tau=0.0).item()
     assert min(losses, key=losses.get) == (2, 1)
-    other = torch.randn_like(src)
-    plain = attribute_matching_loss(src, other, tau=0.0).item()
-    assert attribute_matching_loss(src, other, tau=50.0).item() == pytest.approx(50.0)  # floor: max(-log K, tau)
-    assert plain <= attribute_matching_loss(src, other, tau=0.5).item() <= plain + 0.5
-    assert attribute_matching_loss(src, other, tau=0.5, truncation="cap").item() <= 0.5 + 1e-6  # cap: min
+    other, identity = torch.randn_like(src), identity_field(1, 12, 12)
+    plain = attribute_matching_loss(src, other, identity, tau=0.0).item()
+    assert attribute_matching_loss(src, other, identity, tau=50.0).item() == pytest.approx(50.0)  # max(-log K, tau)
+    assert plain <= attribute_matching_loss(src, other, identity, tau=0.5).item() <= plain + 0.5
+    assert attribute_matching_loss(src, other, identity, tau=0.5, truncation="cap").item() <= 0.5 + 1e-6  # min
     with pytest.raises(ConfigError):
-        attribute_matching_loss(src, src, truncation="both")
+        attribute_matching_loss(src, src, identity, truncation="both")
+
+
+def test_negatives_are_shifted_transformations_on_the_target_map():
+    # D(i, d) by hand: 1x1 patches, source cell (0, 0) matched to target (2, 1) of a 3x4 target
+    attr = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    trg = torch.zeros(1, 2, 3, 4)
+    trg[:, 0] = 1.0
+    trg[0, :, 1, 3] = torch.tensor([0.0, 1.0])  # the cell right of the match is orthogonal
+    field = translation_field(torch.tensor([[2.0, 1.0]]), 1, 1)
+    dist, inside = patch_distances(attr, trg, field, window_radius=1, patch_radius=0)
+    # offsets (dx, dy) row-major from (-1, -1): every candidate is on the 3x4 map
+    assert inside.all()
+    assert dist[0, :, 0, 0].tolist() == pytest.approx([0, 0, 0, 0, 0, 2, 0, 0, 0])
+    expected = -math.log(1 / (8 + math.exp(-2)))
+    assert attribute_matching_loss(attr, trg, field, tau=0.0, window_radius=1, patch_radius=0).item() == pytest.approx(
+        expected, abs=1e-5
+    )
+    # matched at the corner (3, 2): the 5 candidates off the map are left out of the softmax; of the
+    # 4 left, (3, 1) is the orthogonal cell
+    corner = translation_field(torch.tensor([[3.0, 2.0]]), 1, 1)
+    _, inside = patch_distances(attr, trg, corner, window_radius=1, patch_radius=0)
+    assert inside[0, :, 0, 0].tolist() == [True, True, False, True, True, False, False, False, False]
+    assert attribute_matching_loss(attr, trg, corner, tau=0.0, window_radius=1, patch_radius=0).item() == pytest.approx(
+        math.log(3 + math.exp(-2)), abs=1e-5
+    )
+
+
+def test_off_map_candidates_do_not_beat_a_weak_match():
+    # attribute-transferred cells u and target cells v at cosine 0.4 (post-ReLU features are often
+    # that far apart): a zero feature off the map would be closer (distance 1 < 2 - 2 * 0.4) and win
+    # the softmax; they are left out, so every cell scores log(#candidates on the map)
+    u, v = torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8)
+    u[:, 0] = 1.0
+    v[:, 0], v[:, 1] = 0.4, math.sqrt(1 - 0.4**2)
+    per_axis = torch.tensor([sum(1 for q in range(8) if abs(q - p) <= 4) for p in range(8)], dtype=torch.float64)
+    expected = torch.log(per_axis[:, None] * per_axis[None, :]).mean().item()  # 5..8 candidates per axis
+    loss = attribute_matching_loss(u, v, identity_field(1, 8, 8), tau=0.0, patch_radius=0)
+    assert loss.item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_flow_loss_is_the_end_point_error_in_cells():
+    # 32x32 images, a 4x4 grid (8 px cells); the ground truth moves everything 16 px right = 2 cells
+    flow = torch.zeros(1, 2, 32, 32)
+    flow[:, 0] = 16.0
+    valid = torch.ones(1, 32, 32, dtype=torch.bool)
+    true = translation_field(torch.tensor([[2.0, 0.0]]), 4, 4)
+    identity = identity_field(1, 4, 4)
+    assert flow_loss([true], flow, valid, (32, 32)).item() == pytest.approx(0.0, abs=1e-5)
+    assert flow_loss([identity], flow, valid, (32, 32)).item() == pytest.approx(2.0, abs=1e-5)
+    assert flow_loss([identity, true], flow, valid, (32, 32)).item() == pytest.approx(1.0, abs=1e-5)  # mean over iterations
+    # undefined pixels (NaN flow) are left out: only the left half counts, where the error is 3 cells
+    flow[:, 0, :, 16:] = float("nan")
+    flow[:, 0, :, :16] = 24.0
+    assert flow_loss([identity], flow, torch.isfinite(flow).all(1), (32, 32)).item() == pytest.approx(3.0, abs=1e-5)
+    criterion = SAMNetLoss(flow=2.0)
+    out = SAMNetOutput([SAMNetIteration(true, torch.rand(1, 3, 32, 32), torch.ones(1, 1, 4, 4), torch.rand(1, 8, 4, 4))],
+                       torch.rand(1, 8, 4, 4), torch.rand(1, 8, 4, 4))
+    terms = criterion(out, flow)
+    assert terms["flow"].item() == pytest.approx(1.0, abs=1e-5)  # the true field is 1 cell short on the left half
+    assert terms["loss"].item() == pytest.approx(terms["am"].item() + terms["content"].item()
+                                                 + terms["smooth"].item() + 2.0 * terms["flow"].item(), rel=1e-5)
+    assert "flow" not in criterion(out) and "flow" not in SAMNetLoss(flow=0.0)(out, flow)
+
+
+def test_clamp_field_keeps_matches_on_the_target_map():
+    field = translation_field(torch.tensor([[5.0, -3.0]]), 2, 3)
+    field[:, 1] = 0.25  # A is left alone
+    clamped = clamp_field(field, 4, 6)
+    target = cell_grid(2, 3)[None] + clamped[:, 4:]
+    assert target[0, 0].tolist() == [[5.0, 5.0, 5.0], [5.0, 5.0, 5.0]]  # x = i + 5 clamped at w' - 1 = 5
+    assert target[0, 1].tolist() == [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # y = j - 3 clamped at 0
+    assert torch.equal(clamped[:, :4], field[:, :4])
+    inside = translation_field(torch.tensor([[1.0, 1.0]]), 2, 3)
+    assert torch.equal(clamp_field(inside, 4, 6), inside)
 
 
 # -- the network --------------------------------------------------------------------------------
@@ -326,7 +405,7 @@ def test_checkpoint_round_trip_matcher_equals_module(trained):
         field = matcher.run(src_big, trg_big).final.field
     assert torch.allclose(result.points, transfer_image_points(field, pts, (96, 72), (60, 80), (48, 48)), equal_nan=True)
     assert torch.isnan(result.points[0, 2]).all()
-    assert result.extras["warped"].shape == (1, 3, 60, 80)
+    assert "warped" not in result.extras  # the picture writer's dense_flow pass makes it for pictured pairs only
     assert result.extras["warped_target"].shape == result.extras["attribute_transfer"].shape == (1, 3, 96, 72)
     flow = matcher.dense_flow(src_big, trg_big)
     assert flow.shape == (1, 2, 96, 72)
@@ -365,9 +444,10 @@ def test_resume_continues_exactly(tmp_path, data_dirs, trained):
 def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, data_dirs):
     _, final = trained
     cfg = compose_config("evaluate", ["method=samnet", f"method.checkpoint={final}", "backbone.net.weights=none"], tmp_path)
-    assert cfg.method.iterations == 10
+    assert cfg.method.iterations is None
     matcher = instantiate(cfg.method)
-    assert isinstance(matcher, SAMNetMatcher) and matcher.iterations == 10
+    assert isinstance(matcher, SAMNetMatcher) and matcher.iterations == 2  # the run's model.val_iterations
+    assert SAMNetMatcher(final, load_backbone("mobilenet_v2", "none"), iterations=10).iterations == 10
     missing = compose_config("evaluate", ["method=samnet", "backbone.net.weights=none"], tmp_path)
     with pytest.raises(InstantiationException) as err:
         instantiate(missing.method)

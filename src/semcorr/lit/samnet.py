@@ -4,7 +4,8 @@ Two stages (paper, Sec. 5.1), both with the weakly supervised loss of :mod:`semc
 
 1. synthetic pairs (:class:`~semcorr.data.synthetic.SyntheticPairsDataset` over any image folder,
    ``model.stage1.data``; the paper uses PASCAL VOC, ``python -m semcorr.data.download voc``).
-   Their exact keypoints and flow serve the validation metrics only;
+   Their exact flow supervises the matching (``model.loss.flow``, see
+   :mod:`semcorr.methods.samnet.losses`) and, with their keypoints, the validation metrics;
 2. fine-tuning on image pairs of the ``dataset`` group (paper: PF-PASCAL ``train``), starting
    from the stage-1 weights. It validates on ``model.stage2.val_split`` of that dataset, or on the
    stage-1 synthetic validation pairs when the dataset has no such split (``val_split: null``;
@@ -166,7 +167,13 @@ class SAMNetModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         src, trg = resize(batch["src_img"], self.size), resize(batch["trg_img"], self.size)
         out = self.net(src, trg)
-        losses = self.criterion(out)
+        flow = batch.get("flow")
+        if flow is not None and tuple(flow.shape[-2:]) != self.size:
+            raise ConfigError(
+                f"ground-truth flow of size {tuple(flow.shape[-2:])} for a network of size {self.size}: "
+                "give the synthetic pairs model.image_size (model.stage1.data.size)"
+            )
+        losses = self.criterion(out, flow, batch.get("valid_mask"))
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=src.shape[0])
         self.log("loss", losses["loss"], prog_bar=True, logger=False, batch_size=src.shape[0])
         every = int(self.hparams.image_every_n_steps)
@@ -265,7 +272,8 @@ def build_datasets(cfg: DictConfig, stage: int) -> tuple[Dataset, Dataset]:
     """(train, val) datasets of a stage from the Hydra config.
 
     Stage 1: ``model.stage1.data`` (a synthetic-pairs config) at ``train_split`` without keypoints
-    or flow, and at ``val_split`` with ``val_kps`` keypoints and flow (``val_pairs`` at most).
+    (with the flow when ``model.loss.flow > 0``), and at ``val_split`` with ``val_kps`` keypoints
+    and flow (``val_pairs`` at most).
     Stage 2: the ``dataset`` group at ``model.stage2.train_split`` resized to ``model.image_size``;
     validation on its ``val_split``, or on the stage-1 validation pairs when that is null.
     """
@@ -276,7 +284,8 @@ def build_datasets(cfg: DictConfig, stage: int) -> tuple[Dataset, Dataset]:
         s1.data, split=s1.val_split, n_kps=s1.val_kps, with_flow=True, max_pairs=s1.val_pairs
     )
     if stage == 1:
-        return instantiate(s1.data, split=s1.train_split, n_kps=0, with_flow=False), synthetic_val()
+        supervised = float(m.loss.get("flow", 0.0)) > 0  # the flow term needs the ground truth
+        return instantiate(s1.data, split=s1.train_split, n_kps=0, with_flow=supervised), synthetic_val()
     s2 = m.stage2
     train = instantiate(cfg.dataset, split=s2.train_split, size=size)
     if s2.val_split is None:

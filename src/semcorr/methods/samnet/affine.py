@@ -142,18 +142,21 @@ def sample_window(feature: Tensor, field: Tensor, offsets: Tensor) -> Tensor:
     return sample_cells(feature, window_positions(field, offsets))
 
 
-def warp_features(feature: Tensor, field: Tensor) -> Tensor:
-    """The target features seen through the field: ``F^t(i + f_i)`` on the source grid.
+def clamp_field(field: Tensor, height: int, width: int) -> Tensor:
+    """Keep every matched point ``i + f_i`` on an (h', w') target map (``A`` is left as it is).
 
     Args:
-        feature: (B, C, h', w') target features.
         field: (B, 6, h, w).
+        height / width: h', w' of the target map.
 
     Returns:
-        (B, C, h, w) warped target features (zeros where ``i + f_i`` leaves the map).
+        (B, 6, h, w) with ``f_i`` replaced by ``clamp(i + f_i) - i`` (no gradient where clamped).
     """
-    zero = field.new_zeros(1, 2)
-    return sample_window(feature, field, zero)[:, :, 0]
+    grid = cell_grid(field.shape[-2], field.shape[-1], field.device, field.dtype)
+    target = grid[None] + field[:, 4:]
+    x = target[:, 0].clamp(0.0, float(width - 1))
+    y = target[:, 1].clamp(0.0, float(height - 1))
+    return torch.cat([field[:, :4], torch.stack([x, y], dim=1) - grid[None]], dim=1)
 
 
 def transfer_points(field: Tensor, points: Tensor) -> Tensor:

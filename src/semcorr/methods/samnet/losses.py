@@ -1,18 +1,35 @@
 """Weakly supervised losses of SAM-Net (Sec. 4.3): semantic attribute matching, content, smoothness.
 
-* Semantic attribute matching loss (eqs. 11-13): for every source cell ``i`` the patch distance
-  ``D(i, q) = sum_{j in N_i} ||F^{s<-t,L}_j - F^{t,L}_{j + (q - i)}||^2`` (3x3 ``N_i``) between the
-  final attribute-transferred feature and the final warped target feature ``F^{t,L}_q =
-  F^t(q + f^L_q)``, for ``q`` in the 9x9 window ``Q_i``; ``K_i`` = softmax of ``-D(i, .)`` at the
-  centre ``q = i`` (the positive; the other 80 candidates are the negatives);
+* Semantic attribute matching loss (eqs. 11-13): for every source cell ``i`` and every candidate
+  transformation shifted by ``d`` in the 9x9 window ``Q_i``, the patch distance
+  ``D(i, d) = sum_{j in N_i} ||F^{s<-t,L}_j - F^t(j + f^L_j + d)||^2`` (3x3 ``N_i``) between the
+  final attribute-transferred feature and the target feature through the final field shifted by
+  ``d``; ``K_i`` = softmax of ``-D(i, .)`` at ``d = 0`` (the current transformation is the positive,
+  the 80 shifted "neighbor transformation candidates" are the negatives);
   ``L_AM = mean_i max(-log K_i, tau)``.
 * Content loss (eq. 2): ``mean_i ||F^{s<-t,L}_i - F^s_i||^2``.
 * Smoothness: the squared finite differences of the final attribute-transferred image (the "L2
   regularization loss [21, 28] to encourage spatial smoothness in the stylized image").
+* Flow supervision (synthetic pairs only): the end-point error, in feature cells, of every
+  iteration's matched points against the ground-truth warp. The paper trains its first step on the
+  synthetic pairs of [41] "similar to [42]", whose two-step scheme starts from a network trained with
+  the synthetic transformations' ground truth; the paper does not say whether its own first step reads
+  that ground truth. Weight ``flow`` (1 by default); it applies only to batches that carry a
+  ``flow``, so the image pairs of stage 2 train on the weak losses alone. ``flow=0`` trains stage 1
+  weakly too.
 
 Choices where the paper is silent: features are L2-normalised per cell before eqs. 2 and 11 (so the
 softmax temperature and the loss weights do not depend on the backbone's feature scale); sums over
-``i`` are means; candidates ``q`` outside the map read a zero feature (distance 1 per cell);
+``i`` are means. Eq. 13 writes the negatives as ``F^{t,L}_q``, ``q`` in ``Q_i``; the text calls them
+"other neighbor transformation candidates", which is how they are read here: the target around the
+matched point, not the warped target around the source cell. The literal reading has a degenerate
+minimum: a field that sends every cell to the same target point makes the warped map constant and
+every candidate equal, a loss of ``log |Q_i|``, lower than that of most real matches between two
+instances; the CPU preset fell into it in stage 2. Read around the matched point, a cell scores well
+only where its match is a similarity peak of the target. Candidates outside the target map are left out
+of the softmax (a zero feature would sit at distance 1 of every unit feature, closer than most real
+features at cosine < 0.5); the network keeps every matched point on the target map
+(:func:`~.affine.clamp_field`), so the positive is always a real feature.
 ``tau = 0.1``; the truncation is the paper's ``max(., tau)`` ("floor": cells already matched with
 ``-log K_i < tau`` stop contributing), ``truncation="cap"`` gives the robust reading
 ``min(., tau)`` (cells that cannot be matched, e.g. background, stop contributing); weights
@@ -28,46 +45,57 @@ from torch import Tensor, nn
 
 from semcorr.errors import ConfigError
 
-from .affine import warp_features
+from .affine import cell_grid, cells_to_pixels, pixels_to_cells, sample_cells, window_offsets, window_positions
 from .network import SAMNetOutput
 
 TRUNCATIONS = ("floor", "cap")
 
 
-def patch_distances(attr: Tensor, warped: Tensor, window_radius: int = 4, patch_radius: int = 1) -> Tensor:
-    """Eq. 11 patch distances between each source cell and the candidates of its window.
+def patch_distances(
+    attr: Tensor, trg: Tensor, field: Tensor, window_radius: int = 4, patch_radius: int = 1
+) -> tuple[Tensor, Tensor]:
+    """Eq. 11 patch distances of every source cell to its shifted transformation candidates.
 
     Args:
         attr: (B, C, h, w) ``F^{s<-t,L}`` (normalised here).
-        warped: (B, C, h, w) ``F^{t,L}`` (normalised here).
+        trg: (B, C, h', w') ``F^t`` (normalised here).
+        field: (B, 6, h, w) the final field ``T^L``.
         window_radius: radius of ``Q_i`` (4: 9x9).
         patch_radius: radius of ``N_i`` (1: 3x3).
 
     Returns:
-        (B, K, h, w), K = (2 window_radius + 1)^2 in :func:`~.affine.window_offsets` order: entry
-        k at cell i is ``D(i, i + offsets[k])``; the centre (positive) is k = K // 2.
+        ``(dist, inside)``: ``dist`` (B, K, h, w), K = (2 window_radius + 1)^2 in
+        :func:`~.affine.window_offsets` order, entry k at cell i is ``D(i, offsets[k])``, the
+        positive ``d = 0`` is k = K // 2; ``inside`` (B, K, h, w) bool, whether the candidate
+        point ``i + f_i + d`` lies on the target map. Memory: B * C * K * h * w values.
     """
-    b, c, h, w = attr.shape
-    size = 2 * window_radius + 1
-    a = F.normalize(attr, dim=1)
-    cand = F.unfold(F.normalize(warped, dim=1), size, padding=window_radius).reshape(b, c, size * size, h, w)
-    per_cell = (a[:, :, None] - cand).pow(2).sum(dim=1)  # (B, K, h, w)
+    b, _, h, w = attr.shape
+    th, tw = trg.shape[-2:]
+    offsets = window_offsets(window_radius, field.device, field.dtype)
+    positions = window_positions(field, field.new_zeros(1, 2))[:, :1] + offsets[None, :, None, None]
+    cand = sample_cells(F.normalize(trg, dim=1), positions)  # (B, C, K, h, w)
+    per_cell = (F.normalize(attr, dim=1)[:, :, None] - cand).pow(2).sum(dim=1)  # (B, K, h, w)
     patch = 2 * patch_radius + 1
-    return F.avg_pool2d(per_cell, patch, stride=1, padding=patch_radius, count_include_pad=True) * patch * patch
+    dist = F.avg_pool2d(per_cell, patch, stride=1, padding=patch_radius, count_include_pad=True) * patch * patch
+    x, y = positions[..., 0], positions[..., 1]
+    inside = (x > -0.5) & (x < tw - 0.5) & (y > -0.5) & (y < th - 0.5)
+    return dist, inside
 
 
 def attribute_matching_loss(
     attr: Tensor,
-    warped: Tensor,
+    trg: Tensor,
+    field: Tensor,
     tau: float = 0.1,
     truncation: str = "floor",
     window_radius: int = 4,
     patch_radius: int = 1,
 ) -> Tensor:
-    """Eqs. 12-13: truncated cross-entropy of the centre candidate.
+    """Eqs. 12-13: truncated cross-entropy of the current transformation among its shifted candidates
+    on the target map (the positive always counts).
 
     Args:
-        attr / warped: (B, C, h, w) ``F^{s<-t,L}`` and ``F^{t,L}``.
+        attr: (B, C, h, w) ``F^{s<-t,L}``. trg: (B, C, h', w') ``F^t``. field: (B, 6, h, w) ``T^L``.
         tau: truncation threshold.
         truncation: ``"floor"`` (``max(-log K, tau)``, the paper) or ``"cap"`` (``min``).
         window_radius / patch_radius: see :func:`patch_distances`.
@@ -77,8 +105,10 @@ def attribute_matching_loss(
     """
     if truncation not in TRUNCATIONS:
         raise ConfigError(f"model.loss.truncation must be one of {TRUNCATIONS}, got {truncation!r}")
-    dist = patch_distances(attr, warped, window_radius, patch_radius)
-    nll = -torch.log_softmax(-dist, dim=1)[:, dist.shape[1] // 2]  # (B, h, w)
+    dist, inside = patch_distances(attr, trg, field, window_radius, patch_radius)
+    inside[:, dist.shape[1] // 2] = True
+    logits = (-dist).masked_fill(~inside, float("-inf"))
+    nll = -torch.log_softmax(logits, dim=1)[:, dist.shape[1] // 2]  # (B, h, w)
     per_cell = nll.clamp(min=tau) if truncation == "floor" else nll.clamp(max=tau)
     return per_cell.mean()
 
@@ -109,12 +139,42 @@ def smoothness_loss(img: Tensor) -> Tensor:
     return dx.pow(2).mean() + dy.pow(2).mean()
 
 
+def flow_loss(fields: list[Tensor], flow: Tensor, valid: Tensor, image_hw: tuple[int, int]) -> Tensor:
+    """Mean end-point error, in target feature cells, of the fields' matched points against a ground truth.
+
+    Args:
+        fields: (B, 6, h, w) fields, one per iteration (the error is averaged over them).
+        flow: (B, 2, H, W) ground-truth source -> target flow in pixels of the (H, W) network input
+            (both images at that size); NaN where undefined.
+        valid: (B, H, W) bool, where ``flow`` is defined.
+        image_hw: (H, W).
+
+    Returns:
+        Scalar; 0 when no cell centre has a defined flow.
+    """
+    h, w = fields[0].shape[-2:]
+    cells = cell_grid(h, w, flow.device, flow.dtype)  # (2, h, w)
+    centres = cells_to_pixels(cells.permute(1, 2, 0), (h, w), image_hw)  # (h, w, 2) pixels
+    positions = centres[None].expand(flow.shape[0], -1, -1, -1)
+    defined = valid & torch.isfinite(flow).all(dim=1)
+    gt_flow = sample_cells(torch.where(defined[:, None], flow, torch.zeros_like(flow)), positions)  # (B, 2, h, w)
+    inside = sample_cells(defined[:, None].to(flow.dtype), positions)[:, 0] > 0.999  # all 4 pixels defined
+    gt = pixels_to_cells((centres[None] + gt_flow.permute(0, 2, 3, 1)), image_hw, (h, w))  # (B, h, w, 2)
+    if not bool(inside.any()):
+        return flow.new_zeros(())
+    errors = [(cells.permute(1, 2, 0)[None] + f[:, 4:].permute(0, 2, 3, 1) - gt).norm(dim=-1)[inside] for f in fields]
+    return torch.stack([e.mean() for e in errors]).mean()
+
+
 class SAMNetLoss(nn.Module):
-    """Weighted sum ``am L_AM + content L_C + smooth L_smooth`` on a forward pass's final iteration.
+    """Weighted sum ``am L_AM + content L_C + smooth L_smooth (+ flow L_flow)`` of a forward pass.
+
+    The first three read the final iteration; ``L_flow`` (:func:`flow_loss`, every iteration) is
+    added for batches with a ground-truth flow when ``flow > 0``.
 
     Args:
         tau / truncation: see :func:`attribute_matching_loss`.
-        am / content / smooth: the weights.
+        am / content / smooth / flow: the weights.
         window_radius / patch_radius: radii of ``Q_i`` and ``N_i``.
     """
 
@@ -125,6 +185,7 @@ class SAMNetLoss(nn.Module):
         am: float = 1.0,
         content: float = 1.0,
         smooth: float = 1.0,
+        flow: float = 1.0,
         window_radius: int = 4,
         patch_radius: int = 1,
     ) -> None:
@@ -132,26 +193,34 @@ class SAMNetLoss(nn.Module):
         if truncation not in TRUNCATIONS:
             raise ConfigError(f"model.loss.truncation must be one of {TRUNCATIONS}, got {truncation!r}")
         self.tau, self.truncation = float(tau), truncation
-        self.weights = {"am": float(am), "content": float(content), "smooth": float(smooth)}
+        self.weights = {"am": float(am), "content": float(content), "smooth": float(smooth), "flow": float(flow)}
         self.window_radius, self.patch_radius = int(window_radius), int(patch_radius)
 
-    def forward(self, output: SAMNetOutput) -> dict[str, Tensor]:
+    def forward(
+        self, output: SAMNetOutput, flow: Tensor | None = None, valid: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """The losses.
 
         Args:
-            output: a :class:`~.network.SAMNetOutput`.
+            output: a :class:`~.network.SAMNetOutput` of images of size (H, W).
+            flow / valid: optional (B, 2, H, W) ground-truth flow and (B, H, W) mask (see :func:`flow_loss`).
 
         Returns:
-            ``{"loss": total, "am": ..., "content": ..., "smooth": ...}``, scalars.
+            ``{"loss": total, "am": ..., "content": ..., "smooth": ...}`` (and ``"flow"`` when
+            used), scalars.
         """
         final = output.final
-        warped = warp_features(output.trg_feature, final.field)
         terms = {
             "am": attribute_matching_loss(
-                final.attr_feature, warped, self.tau, self.truncation, self.window_radius, self.patch_radius
+                final.attr_feature, output.trg_feature, final.field, self.tau, self.truncation, self.window_radius, self.patch_radius
             ),
             "content": content_loss(final.attr_feature, output.src_feature),
             "smooth": smoothness_loss(final.image),
         }
+        if flow is not None and self.weights["flow"] > 0:
+            if valid is None:
+                valid = torch.isfinite(flow).all(dim=1)
+            fields = [it.field for it in output.iterations]
+            terms["flow"] = flow_loss(fields, flow, valid, tuple(final.image.shape[-2:]))
         terms["loss"] = sum(self.weights[name] * value for name, value in terms.items())
         return terms

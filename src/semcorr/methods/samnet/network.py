@@ -4,7 +4,8 @@ One iteration ``l = 1..L`` (``F^{s<-t,0} = F^s``, ``T^0 = [I, 0]``, ``lambda^l =
 
 1. ``C^l``: eq. 5 correlation of ``F^s`` / ``F^{s<-t,l-1}`` with the target on the 9x9 window of
    ``T^{l-1}`` (:mod:`.correlation`);
-2. ``T^l = T^{l-1} + G(normalise(C^l))`` (eqs. 6-7, :mod:`.matching`);
+2. ``T^l = T^{l-1} + G(normalise(C^l))`` (eqs. 6-7, :mod:`.matching`), each matched point kept on the
+   target map (:func:`~.affine.clamp_field`; the paper is silent, see :mod:`.losses` for why);
 3. ``alpha^l`` = eq. 9 confidence of ``C^l``; ``B^l`` = eq. 8 blend of ``F^s`` and ``F^t``
    through ``T^l`` (:mod:`.blending`);
 4. ``I^{s<-t,l}`` = decoder(``B^l``, droplinked source skips) (eq. 10, :mod:`.decoder`);
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 
-from .affine import identity_field
+from .affine import clamp_field, identity_field
 from .blending import blend_features
 from .correlation import attribute_weight, confidence, local_correlation, normalise_correlation
 from .decoder import FeatureDecoder
@@ -164,7 +165,7 @@ class SAMNet(nn.Module):
         for step in range(1, steps + 1):
             lam = attribute_weight(step)
             corr = local_correlation(src, attr, trg, field, lam, self.window_radius)
-            field = field + self.matching(normalise_correlation(corr))
+            field = clamp_field(field + self.matching(normalise_correlation(corr)), trg.shape[-2], trg.shape[-1])
             alpha = confidence(corr)
             blended = blend_features(src, trg, field, alpha, lam, self.blend_radius)
             image = self.decoder(blended, skips, tuple(src_img.shape[-2:]))
