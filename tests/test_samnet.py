@@ -462,11 +462,18 @@ def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, d
     ev = compose_config(
         "evaluate",
         ["method=samnet", f"method.checkpoint={final}", "method.iterations=2", "backbone.net.weights=none",
-         "dataset=pfwillow", f"dataset.root={willow}", "dataset.max_pairs=2", "logger=none"],
+         "dataset=pfwillow", f"dataset.root={willow}", "dataset.max_pairs=2", "logger=none",
+         "save_pictures=true", "max_pictures=1"],
         tmp_path / "eval",
     )
     metrics = run_evaluation(ev)
     assert metrics["n_pairs"] == 2 and 0.0 <= metrics["pck@0.1"] <= 100.0
+    # the pictured pair's attribute transfer: source | target | I^{s<-t} | warped target, and I^{s<-t}
+    strips = list((tmp_path / "eval" / "pictures").rglob("*_samnet.png"))
+    transfers = list((tmp_path / "eval" / "pictures").rglob("*_attribute_transfer.png"))
+    assert len(strips) == len(transfers) == 1
+    transfer, strip = Image.open(transfers[0]), Image.open(strips[0])
+    assert strip.height >= transfer.height and strip.width > 3 * transfer.width  # 3 source-sized panels + target
 
 
 def test_train_script_smoke(tmp_path, data_dirs):

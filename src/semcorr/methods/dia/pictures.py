@@ -1,9 +1,8 @@
 """Pictures of the analogy A : A' :: B : B' for the evaluation loop's picture hook.
 
 :func:`save_analogy` writes, for one pair, ``<folder>/<name>_analogy.png`` (A, B', A', B side by
-side, top-aligned on a white canvas when the heights differ, 4 pixels apart), ``<name>_a_prime.png``
-(A') and ``<name>_b.png`` (B), each atomically (:func:`semcorr.io.atomic_write`). ``name`` is the
-pair id with path separators and other characters unsafe in file names replaced by ``_``.
+side, see :func:`semcorr.viz.strip.save_strip`), ``<name>_a_prime.png`` (A') and ``<name>_b.png``
+(B), each atomically. ``name`` is :func:`~semcorr.viz.strip.file_stem` of the pair id.
 
 Typical use in a hook, for pair ``i`` of a batch::
 
@@ -13,28 +12,11 @@ Typical use in a hook, for pair ``i`` of a batch::
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
-from semcorr.io import atomic_write
-
-#: Pixels of white between the panels of the side-by-side picture.
-GAP = 4
-
-
-def _to_pil(img: torch.Tensor) -> Image.Image:
-    """(3, H, W) float in [0, 1] -> 8-bit RGB PIL image."""
-    array = (img.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(np.ascontiguousarray(array))
-
-
-def _save_png(path: Path, image: Image.Image) -> Path:
-    """Write ``image`` as PNG atomically."""
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+from semcorr.viz.strip import file_stem, save_image, save_strip
 
 
 def save_analogy(
@@ -58,17 +40,9 @@ def save_analogy(
     Returns:
         The three paths written: side by side, A', B.
     """
-    folder = Path(folder)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", pair_id).strip("_") or "pair"
-    panels = [_to_pil(t) for t in (a, b_prime, a_prime, b)]
-    width = sum(p.width for p in panels) + GAP * (len(panels) - 1)
-    canvas = Image.new("RGB", (width, max(p.height for p in panels)), (255, 255, 255))
-    x = 0
-    for panel in panels:
-        canvas.paste(panel, (x, 0))
-        x += panel.width + GAP
+    folder, name = Path(folder), file_stem(pair_id)
     return [
-        _save_png(folder / f"{name}_analogy.png", canvas),
-        _save_png(folder / f"{name}_a_prime.png", panels[2]),
-        _save_png(folder / f"{name}_b.png", panels[3]),
+        save_strip(folder / f"{name}_analogy.png", [a, b_prime, a_prime, b]),
+        save_image(folder / f"{name}_a_prime.png", a_prime),
+        save_image(folder / f"{name}_b.png", b),
     ]

@@ -20,6 +20,10 @@ network pixels -> original target pixels.
 * ``"warped_target"`` (B, 3, Hs, Ws): the target brought onto the source through the dense
   field (the paper's Fig. 4 warped images).
 
+With ``save_pictures=true`` each pictured pair gets ``<pair>/<name>_samnet.png`` (source, target,
+attribute-transferred source, target warped onto the source: the paper's Fig. 4 row) and
+``<name>_attribute_transfer.png`` (:meth:`SAMNetMatcher.save_pair_outputs`).
+
 The evaluation pictures' source-onto-target panel needs the target -> source field, a second
 pass with the images swapped: the picture writer runs it through :meth:`SAMNetMatcher.dense_flow`
 for the pictured pairs only.
@@ -38,6 +42,7 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError, WeightsError
 from semcorr.methods.base import Matcher, MatchOutput
+from semcorr.viz.strip import file_stem, save_image, save_strip
 
 from .affine import cell_grid, cells_to_pixels, pixels_to_cells, transfer_points, warp_image
 from .network import SAMNet, SAMNetOutput
@@ -240,6 +245,19 @@ class SAMNetMatcher(Matcher):
             "warped_target": warp_image(trg_img, dense_image_flow(field, src_hw, trg_hw, self.size)),
         }
         return MatchOutput(points=points, extras=extras)
+
+    def save_pair_outputs(
+        self, folder: Path, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int
+    ) -> list[Path]:
+        """Attribute transfer of a pictured pair: source, target, ``I^{s<-t,L}`` and the target
+        warped onto the source side by side, and ``I^{s<-t,L}`` alone (PNG files)."""
+        name = file_stem(folder.name)
+        transferred = output.extras["attribute_transfer"][index]
+        strip = [src_img, trg_img, transferred, output.extras["warped_target"][index]]
+        return [
+            save_strip(folder / f"{name}_samnet.png", strip),
+            save_image(folder / f"{name}_attribute_transfer.png", transferred),
+        ]
 
     @torch.no_grad()
     def dense_flow(

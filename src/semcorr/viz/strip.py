@@ -1,0 +1,51 @@
+"""Images side by side, written as PNG files (the methods' per-pair pictures).
+
+:func:`save_strip` puts (3, H, W) images in [0, 1] next to each other, top-aligned on a white canvas
+when the heights differ, :data:`GAP` pixels apart; :func:`save_image` writes one image. Both write
+atomically (:func:`semcorr.io.atomic_write`). :func:`file_stem` turns a pair id into a safe file
+name (path separators and other unsafe characters become ``_``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from semcorr.io import atomic_write
+
+#: Pixels of white between the images of a strip.
+GAP = 4
+
+
+def file_stem(pair_id: str) -> str:
+    """A file-name-safe stem for a pair id (``"car(G)/a-b"`` -> ``"car_G_a-b"``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", pair_id).strip("_") or "pair"
+
+
+def to_pil(img: torch.Tensor) -> Image.Image:
+    """(3, H, W) float in [0, 1] -> 8-bit RGB PIL image."""
+    array = (img.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def save_image(path: Path, img: torch.Tensor) -> Path:
+    """Write a (3, H, W) image in [0, 1] as PNG atomically; returns ``path``."""
+    picture = to_pil(img)
+    return atomic_write(Path(path), lambda tmp: picture.save(tmp, format="PNG"))
+
+
+def save_strip(path: Path, images: Sequence[torch.Tensor]) -> Path:
+    """Write (3, H_k, W_k) images in [0, 1] side by side as one PNG; returns ``path``."""
+    panels = [to_pil(t) for t in images]
+    width = sum(p.width for p in panels) + GAP * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, max(p.height for p in panels)), (255, 255, 255))
+    x = 0
+    for panel in panels:
+        canvas.paste(panel, (x, 0))
+        x += panel.width + GAP
+    return atomic_write(Path(path), lambda tmp: canvas.save(tmp, format="PNG"))
