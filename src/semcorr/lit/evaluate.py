@@ -10,6 +10,11 @@ own shard of the pairs (no pair twice, see :mod:`semcorr.lit.evaluation`); the m
 through torchmetrics and every process returns the same numbers; only global rank 0 writes
 ``metrics.json``/predictions, prints and logs. Pictures (``save_pictures=true``) are written by the
 process that evaluated the pair: the same files as in a single-process run.
+
+Resuming: every ``resume_every`` pairs each process journals its progress in ``partial/``
+(:mod:`semcorr.lit.journal`); running the same command again with ``hydra.run.dir=<that run>``
+evaluates only the pairs left and gives the metrics of an uninterrupted run. ``partial/`` is
+removed once the results are written.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from rich.markup import escape
 from semcorr.data.datamodule import PairDataModule
 from semcorr.io import write_text
 from semcorr.lit.evaluation import EvaluationModule
+from semcorr.lit.journal import EvaluationJournal
 from semcorr.methods.base import Matcher
 from semcorr.results import print_results, write_metrics, write_predictions
 from semcorr.viz.pictures import PictureWriter
@@ -106,18 +112,6 @@ def launched_as_rank_zero() -> bool:
     return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
 
 
-class ShardPictures(pl.Callback):
-    """Limits each process's :class:`PictureWriter` to its pairs among the first ``limit`` pair
-    indices (shards are strided: rank r evaluates r, r + W, ...), so a DDP run writes the same
-    pictures as a single-process run."""
-
-    def __init__(self, pictures: PictureWriter, limit: int) -> None:
-        self.pictures, self.limit = pictures, int(limit)
-
-    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.pictures.limit = len(range(trainer.global_rank, self.limit, trainer.world_size))
-
-
 def print_summary(run_dir: Path, console: Console | None = None) -> None:
     """The run directory, the files the run wrote into it and what to do with them next (printed
     after the results table)."""
@@ -160,17 +154,18 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
         if cfg.save_pictures
         else None
     )
+    every = int(cfg.get("resume_every", 0) or 0)
+    journal = EvaluationJournal(run_dir / "partial", cfg, every) if every > 0 else None
     module = EvaluationModule(
         method,
         categories=dataset.categories,
         group_fields=dataset.group_fields,
         alphas=cfg.alphas,
         on_pair=pictures,
+        journal=journal,
     )
     logger = build_logger(cfg, run_dir)
     trainer = build_trainer(cfg, logger, run_dir)
-    if pictures is not None:
-        trainer.callbacks.append(ShardPictures(pictures, cfg.max_pictures))
     trainer.test(module, datamodule=datamodule, verbose=False)
 
     # synced in the test loop's epoch end: identical on every process
@@ -179,6 +174,8 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
         return metrics
     write_metrics(run_dir, metrics)
     write_predictions(run_dir, module.records)
+    if journal is not None:
+        journal.clear()
     title = f"{names['method']} on {names['dataset']} ({names['backbone']})"
     if trainer.world_size > 1:
         title += f", {trainer.world_size} processes"

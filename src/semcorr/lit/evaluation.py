@@ -12,6 +12,10 @@ divides by the world size -- never repeats a pair, so every pair is counted exac
 evaluation trainer runs with ``use_distributed_sampler=False``). At the end of the test epoch the
 metrics are synced and computed on every process (identical numbers everywhere) and the per-pair
 records are gathered onto rank 0, deduplicated and sorted by pair index.
+
+Resuming (:mod:`semcorr.lit.journal`): with a journal, every process restores the pairs it had done
+before an interruption in ``setup`` (metric states, records) and tells the DataModule to skip them,
+then journals its progress every ``journal.every`` pairs.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torchmetrics import Metric
 
+from semcorr.lit.journal import EvaluationJournal, restore_metrics
 from semcorr.methods.base import Matcher, MatchOutput
 from semcorr.metrics.flow import FlowAccuracy
 from semcorr.metrics.masks import MaskTransfer
@@ -93,6 +98,7 @@ class EvaluationModule(pl.LightningModule):
         alphas: PCK alphas.
         on_pair: optional callback ``(batch, output, pair_pck) -> None`` called after each batch
             (pictures); ``pair_pck`` is (B, A).
+        journal: where to journal progress and what to resume from (None: no resuming).
     """
 
     def __init__(
@@ -102,6 +108,7 @@ class EvaluationModule(pl.LightningModule):
         group_fields: Sequence[str] = (),
         alphas: Sequence[float] = (0.05, 0.1, 0.15),
         on_pair: Callable[[dict, MatchOutput, torch.Tensor], None] | None = None,
+        journal: EvaluationJournal | None = None,
     ) -> None:
         super().__init__()
         self.method = method
@@ -119,6 +126,25 @@ class EvaluationModule(pl.LightningModule):
         #: per-pair predictions; after the test epoch: every pair on rank 0, sorted by index
         self.records: list[dict[str, Any]] = []
         self._results: dict[str, float] | None = None
+        self.journal = journal
+        #: pair indices this process has evaluated (journalled ones included)
+        self.done: set[int] = set()
+        self._unsaved = 0
+
+    def setup(self, stage: str) -> None:
+        """Restore this process's journal, if any, and have the DataModule skip its pairs."""
+        if self.journal is None:
+            return
+        entry = self.journal.load(self.global_rank, self.trainer.world_size)
+        if entry is None:
+            return
+        restore_metrics(self, entry["metrics"])
+        self.records = list(entry["records"])
+        self.done = set(entry["done"])
+        datamodule = self.trainer.datamodule
+        if datamodule is not None:
+            datamodule.exclude = set(self.done)
+        log.info("resuming from %s: %d pairs already evaluated", self.journal.path(self.global_rank), len(self.done))
 
     def _timed(self, fn: Callable[[], Any]) -> tuple[Any, float]:
         if self.device.type == "cuda":
@@ -161,6 +187,11 @@ class EvaluationModule(pl.LightningModule):
         self._record(batch, output, pair_pck, seconds / b)
         if self.on_pair is not None:
             self.on_pair(batch, output, pair_pck)
+        self.done.update(int(i) for i in batch["index"])
+        self._unsaved += b
+        if self.journal is not None and self._unsaved >= self.journal.every:
+            self.journal.save(self.global_rank, self.trainer.world_size, self.done, self, self.records)
+            self._unsaved = 0
 
     def _record(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor, seconds: float) -> None:
         """Keep each pair's predictions in ORIGINAL image pixels for predictions.pt/.csv."""

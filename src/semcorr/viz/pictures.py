@@ -1,6 +1,7 @@
 """Pictures of predictions: keypoint matches on both images, marked against the ground truth.
 
-:class:`PictureWriter` is the evaluation loop's ``on_pair`` callback. For the first ``limit`` pairs
+:class:`PictureWriter` is the evaluation loop's ``on_pair`` callback. For the pairs of index < ``limit``
+(the same pictures whichever process evaluates a pair, and whether or not a run was resumed)
 it saves ``<pair>.png``: colours are per keypoint index and shared by both images; on the target,
 a circle is the ground truth and a cross the prediction, joined by a line, green when the
 prediction is correct at the middle alpha and red when not; a third panel shows the source warped
@@ -112,11 +113,11 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
 
 
 class PictureWriter:
-    """Evaluation callback saving ``pictures/<index>_<pair_id>.png`` for the first ``limit`` pairs.
+    """Evaluation callback saving ``pictures/<index>_<pair_id>.png`` for the pairs of index < ``limit``.
 
     Args:
         folder: where the PNG files go.
-        limit: pictures for at most this many pairs.
+        limit: pictures for the pairs of dataset index 0 .. limit - 1.
         alphas: PCK alphas; the middle one colours correct/wrong.
         method: the evaluated method, asked to write its own files of each pictured pair.
     """
@@ -132,14 +133,12 @@ class PictureWriter:
         self.limit = int(limit)
         self.alpha = float(sorted(alphas)[len(alphas) // 2])
         self.method = method
-        self.pairs = 0
         self.saved: list[Path] = []
 
     def __call__(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor) -> None:
         for i in range(batch["src_img"].shape[0]):
-            if self.pairs >= self.limit:
-                return
-            self.pairs += 1
+            if int(batch["index"][i]) >= self.limit:
+                continue
             n = int(batch["n_kps"][i])
             has_gt = n > 0 and bool(torch.isfinite(batch["pck_threshold"][i]))
             score = pair_pck[i].tolist()

@@ -1,0 +1,128 @@
+"""Resumable evaluation: each process journals the pairs it has evaluated.
+
+An interrupted ``python evaluate.py`` (killed job, pre-empted node, Ctrl-C) picks up where it stopped
+when it is run again with the same ``hydra.run.dir``: the pairs already done are skipped, and their
+metric states and per-pair records are restored, so the final ``metrics.json`` and predictions equal
+those of an uninterrupted run.
+
+Layout: ``<run dir>/partial/rank<r>.pt``, one file per process, rewritten atomically every
+``every`` pairs; it holds::
+
+    fingerprint   what was evaluated (method, dataset, backbone, alphas, seed, batch size, processes)
+    done          sorted pair indices evaluated by this process
+    metrics       {metric module name: {"state": {name: tensor}, "updates": int}}
+    records       the per-pair records of those pairs (see EvaluationModule)
+
+The folder is removed once the run has written its results. A journal of another configuration in
+the same run directory is an error (not silently mixed in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchmetrics import Metric
+
+from semcorr.errors import ConfigError
+from semcorr.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+#: Config entries that decide what a journal's pairs were evaluated with.
+FINGERPRINT_KEYS = ("method", "dataset", "backbone", "alphas", "seed")
+
+
+def fingerprint(cfg: DictConfig, world_size: int) -> str:
+    """A hash of the config entries that determine the per-pair results, plus the process count
+    (the shards of the pairs depend on it)."""
+    parts = {key: cfg.get(key) for key in FINGERPRINT_KEYS}
+    parts["batch_size"] = cfg.get("datamodule", {}).get("batch_size", 1)
+    text = OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(OmegaConf.create(parts), resolve=True)))
+    return hashlib.sha256(f"{text}processes: {int(world_size)}\n".encode()).hexdigest()[:16]
+
+
+def metric_modules(module: nn.Module) -> dict[str, Metric]:
+    """The torchmetrics of a module by their module names."""
+    return {name: m for name, m in module.named_modules() if isinstance(m, Metric)}
+
+
+class EvaluationJournal:
+    """The ``partial/`` folder of one evaluation run.
+
+    Args:
+        folder: ``<run dir>/partial``.
+        cfg: the run's config (for :func:`fingerprint`).
+        every: pairs between two writes of a process's journal (>= 1).
+    """
+
+    def __init__(self, folder: str | Path, cfg: DictConfig, every: int = 50) -> None:
+        if int(every) < 1:
+            raise ConfigError(f"resume_every must be >= 1 pairs (or 0 to turn resuming off), got {every}")
+        self.folder = Path(folder)
+        self.cfg = cfg
+        self.every = int(every)
+
+    def path(self, rank: int) -> Path:
+        """The journal file of process ``rank``."""
+        return self.folder / f"rank{int(rank)}.pt"
+
+    def load(self, rank: int, world_size: int) -> dict[str, Any] | None:
+        """Process ``rank``'s journal, or None when there is none.
+
+        Raises:
+            ConfigError: the journal belongs to another configuration or process count, or is unreadable.
+        """
+        path = self.path(rank)
+        if not path.is_file():
+            return None
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError) as err:
+            raise ConfigError(
+                f"the partial evaluation {str(path)!r} is unreadable ({err}); delete {str(self.folder)!r} to start over"
+            ) from err
+        if entry.get("fingerprint") != fingerprint(self.cfg, world_size):
+            raise ConfigError(
+                f"{str(self.folder)!r} holds a partial evaluation of another configuration or process count; "
+                f"run it again with its own settings (its config.yaml), pick a new hydra.run.dir, or delete "
+                f"{str(self.folder)!r} to start over"
+            )
+        return entry
+
+    def save(self, rank: int, world_size: int, done: Iterable[int], module: nn.Module, records: list[dict[str, Any]]) -> Path:
+        """Write process ``rank``'s journal atomically: the pairs done, the metric states, the records."""
+        metrics = {
+            name: {"state": {k: v.detach().cpu().clone() for k, v in m.metric_state.items()}, "updates": m.update_count}
+            for name, m in metric_modules(module).items()
+        }
+        entry = {
+            "fingerprint": fingerprint(self.cfg, world_size),
+            "done": sorted(int(i) for i in done),
+            "metrics": metrics,
+            "records": records,
+        }
+        return atomic_write(self.path(rank), lambda tmp: torch.save(entry, tmp))
+
+    def clear(self) -> None:
+        """Remove the journal folder (the run is complete)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def restore_metrics(module: nn.Module, saved: dict[str, dict[str, Any]]) -> None:
+    """Put journalled metric states back into a module's torchmetrics (on their current device)."""
+    metrics = metric_modules(module)
+    for name, entry in saved.items():
+        metric = metrics[name]
+        for key, value in entry["state"].items():
+            current = getattr(metric, key)
+            setattr(metric, key, value.to(current.device) if isinstance(current, torch.Tensor) else value)
+        metric._update_count = int(entry["updates"])  # torchmetrics has no public setter
+        metric._computed = None
