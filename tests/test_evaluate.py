@@ -148,3 +148,22 @@ def test_defaults_run_offline_on_the_bundled_sample(tmp_path, monkeypatch):
     assert metrics["dataset"] == "sample" and metrics["n_pairs"] == 8
     # real ImageNet features on known synthetic warps: far better than keeping relative positions
     assert metrics["pck@0.1"] > 60.0
+
+
+class HalfBlindIdentity(IdentityMatcher):
+    """The identity map with no answer (NaN) for every second keypoint."""
+
+    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None):
+        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids)
+        out.points[:, 1::2] = float("nan")
+        return out
+
+
+def test_keypoints_without_prediction_are_counted_wrong_and_reported(tmp_path, willow, caplog):
+    cfg = compose_config("evaluate", ["method=identity", "dataset=pfwillow", f"dataset.root={willow}", "logger=none"], tmp_path)
+    with caplog.at_level("WARNING", logger="semcorr.lit.evaluate"):
+        metrics = run_evaluation(cfg, method=HalfBlindIdentity())
+    assert "60 of 120 keypoints got no prediction" in caplog.text and "margin_pruning" in caplog.text
+    full = run_evaluation(compose_config("evaluate", ["method=identity", "dataset=pfwillow", f"dataset.root={willow}",
+                                                      "logger=none"], tmp_path / "full"))
+    assert metrics["pck@0.15"] < full["pck@0.15"]

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -34,6 +35,12 @@ def write_predictions(run_dir: Path, records: list[dict[str, Any]]) -> None:
     write_text(run_dir / "predictions.csv", buf.getvalue())
     if any("sparse_src" in r for r in records):
         write_correspondences(run_dir / "correspondences.csv", records)
+
+
+def unanswered_keypoints(records: list[dict[str, Any]]) -> tuple[int, int]:
+    """(keypoints without a prediction (NaN), keypoints) over per-pair records."""
+    missing = sum(int((~torch.isfinite(r["pred_kps"]).all(dim=-1)).sum()) for r in records)
+    return missing, sum(len(r["pred_kps"]) for r in records)
 
 
 def write_correspondences(path: Path, records: list[dict[str, Any]]) -> None:

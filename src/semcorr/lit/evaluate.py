@@ -37,7 +37,7 @@ from semcorr.io import write_text
 from semcorr.lit.evaluation import EvaluationModule
 from semcorr.lit.journal import EvaluationJournal
 from semcorr.methods.base import Matcher
-from semcorr.results import print_results, write_metrics, write_predictions
+from semcorr.results import print_results, unanswered_keypoints, write_metrics, write_predictions
 from semcorr.viz.pictures import PictureWriter
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,14 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
         return metrics
     write_metrics(run_dir, metrics)
     write_predictions(run_dir, module.records)
+    missing, total = unanswered_keypoints(module.records)
+    if missing:
+        log.warning(
+            "%d of %d keypoints got no prediction from %s (NaN in predictions.csv; counted as wrong in PCK). "
+            "With HPF or nn this happens when margin pruning drops every box, on images much smaller than "
+            "the layers' receptive fields: use larger images or method.margin_pruning=false.",
+            missing, total, names["method"],
+        )
     if journal is not None:
         journal.clear()
     title = f"{names['method']} on {names['dataset']} ({names['backbone']})"
