@@ -290,6 +290,23 @@ def test_forward_shapes_and_untrained_network_is_identity():
     assert mobile.layer == 6 and mobile.skip_layers == [1, 3, 6]
 
 
+def test_detached_iterations_run_first_without_gradients():
+    torch.manual_seed(0)
+    net = tiny_net(iterations=2).eval()
+    nn.init.normal_(net.matching.head.weight, std=0.1)  # a network that moves the field
+    src, trg = torch.rand(1, 3, 64, 48), torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        five = net(src, trg, iterations=5)
+    out = net(src, trg, iterations=2, detached=3)
+    assert len(out.iterations) == 2  # only the trained ones
+    for got, want in zip(out.iterations, five.iterations[3:]):  # iterations 4 and 5, lambda included
+        assert torch.allclose(got.field, want.field, atol=1e-5) and torch.allclose(got.image, want.image, atol=1e-5)
+    out.final.field.sum().backward()
+    assert net.matching.head.weight.grad is not None and not five.final.field.requires_grad
+    with pytest.raises(ConfigError):
+        net(src, trg, detached=-1)
+
+
 def test_a_few_training_steps_reduce_the_loss(tmp_path):
     from semcorr.data.collate import collate_pairs
     from semcorr.data.synthetic import SyntheticPairsDataset
@@ -336,6 +353,7 @@ def train_overrides(images, willow, steps: int, extra: list[str] = ()) -> list[s
         "model.network.matching_channels=[8,8]",
         "model.network.iterations=2",
         "model.val_iterations=2",
+        "model.detached_iterations=1",
         f"model.stage1.max_steps={steps}",
         "model.stage2.max_steps=2",
         "model.val_every_n_steps=2",

@@ -29,7 +29,9 @@ have taken (``tests/test_samnet.py`` checks the weights bit for bit).
 Choices where the paper is silent (defaults of ``conf/model/samnet.yaml``): Adam, lr 1e-4
 (stage 1) and 1e-5 (stage 2), no weight decay, linear warm-up then cosine decay to 1% per stage,
 gradient-norm clipping at 1.0, batch 8, 240x240 images, 20k + 5k steps, validation every 1000 steps
-with 10 iterations (the test setting).
+with 10 iterations (the test setting), and optionally up to ``model.detached_iterations`` iterations
+without gradients before the L trained ones (drawn per step from the global RNG, so resuming stays
+exact; see :class:`~semcorr.methods.samnet.SAMNet`).
 """
 
 from __future__ import annotations
@@ -130,6 +132,9 @@ class SAMNetModule(pl.LightningModule):
         stage: 1 (synthetic pairs) or 2 (image pairs); stored in checkpoints.
         val_iterations: iterations at validation (the test setting, 10).
         trainable_backbone: fine-tune the feature extractor too.
+        detached_iterations: at most this many iterations without gradients before the L trained
+            ones, drawn uniformly per step (0: none, the paper), so that the trained iterations also
+            see fields already under way, as the test's iterations beyond L do.
         image_every_n_steps: log image panels every this many steps (0: never).
         image_pairs: pairs shown in a panel.
 
@@ -148,6 +153,7 @@ class SAMNetModule(pl.LightningModule):
         stage: int = 1,
         val_iterations: int = 10,
         trainable_backbone: bool = False,
+        detached_iterations: int = 0,
         image_every_n_steps: int = 100,
         image_pairs: int = 4,
     ) -> None:
@@ -166,7 +172,9 @@ class SAMNetModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         src, trg = resize(batch["src_img"], self.size), resize(batch["trg_img"], self.size)
-        out = self.net(src, trg)
+        most = int(self.hparams.detached_iterations)
+        detached = int(torch.randint(0, most + 1, ())) if most > 0 else 0  # global RNG: resumes exactly
+        out = self.net(src, trg, detached=detached)
         flow = batch.get("flow")
         if flow is not None and tuple(flow.shape[-2:]) != self.size:
             raise ConfigError(
@@ -324,6 +332,7 @@ def build_module(cfg: DictConfig, stage: int) -> SAMNetModule:
         stage=stage,
         val_iterations=int(m.val_iterations),
         trainable_backbone=bool(m.trainable_backbone),
+        detached_iterations=int(m.get("detached_iterations", 0)),
         image_every_n_steps=int(m.images.every_n_steps),
         image_pairs=int(m.images.pairs),
     )

@@ -13,7 +13,9 @@ One iteration ``l = 1..L`` (``F^{s<-t,0} = F^s``, ``T^0 = [I, 0]``, ``lambda^l =
 
 Every iteration's field, image and confidence are kept (:class:`SAMNetIteration`) for the
 pictures of Fig. 4. Gradients flow through all iterations (the paper caps L at 5 in training
-"to avoid the gradient vanishing and exploding problem").
+"to avoid the gradient vanishing and exploding problem"). Training may run a few iterations without
+gradients first (``detached``; the paper is silent): the L trained iterations then also learn to
+continue a field already under way, which is what the test's iterations beyond L do.
 
 Feature layer: ``layer=None`` takes the backbone's pyramid level of stride 8 (VGG-19 relu4_1 = id
 3 as in the paper, H = 4; MobileNetV2 ``features[6]``, 32 channels; ResNets the end of layer2).
@@ -26,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from semcorr.backbones import Backbone
@@ -141,20 +144,25 @@ class SAMNet(nn.Module):
             [backbone.channels(level) for level in self.skip_layers], decoder_convs, droplink_p, droplink_test
         )
 
-    def forward(self, src_img: Tensor, trg_img: Tensor, iterations: int | None = None) -> SAMNetOutput:
-        """Run L iterations.
+    def forward(
+        self, src_img: Tensor, trg_img: Tensor, iterations: int | None = None, detached: int = 0
+    ) -> SAMNetOutput:
+        """Run ``detached`` iterations without gradients, then L iterations.
 
         Args:
             src_img: (B, 3, H, W) source images in [0, 1].
             trg_img: (B, 3, H', W') target images in [0, 1].
             iterations: L (default: :attr:`iterations`).
+            detached: iterations run first under ``torch.no_grad`` (training: the L iterations with
+                gradients then start from a field that is already under way, as iterations L+1, L+2...
+                at test do; they count in ``lambda^l``). Not in the output.
 
         Returns:
-            :class:`SAMNetOutput`; features are (B, C, h, w) with h ~ H / stride.
+            :class:`SAMNetOutput` of the L iterations; features are (B, C, h, w) with h ~ H / stride.
         """
         steps = self.iterations if iterations is None else int(iterations)
-        if steps < 1:
-            raise ConfigError(f"SAM-Net needs at least one iteration, got {steps}")
+        if steps < 1 or int(detached) < 0:
+            raise ConfigError(f"SAM-Net needs at least one iteration and detached >= 0, got {steps}, {detached}")
         skips = self.backbone(src_img, self.skip_layers)
         src = skips[-1]
         trg = self.backbone(trg_img, [self.layer])[0]
@@ -162,13 +170,23 @@ class SAMNet(nn.Module):
         field = identity_field(b, h, w, src.device, src.dtype)
         attr = src
         out: list[SAMNetIteration] = []
-        for step in range(1, steps + 1):
-            lam = attribute_weight(step)
-            corr = local_correlation(src, attr, trg, field, lam, self.window_radius)
-            field = clamp_field(field + self.matching(normalise_correlation(corr)), trg.shape[-2], trg.shape[-1])
-            alpha = confidence(corr)
-            blended = blend_features(src, trg, field, alpha, lam, self.blend_radius)
-            image = self.decoder(blended, skips, tuple(src_img.shape[-2:]))
-            attr = self.backbone(image, [self.layer])[0]
-            out.append(SAMNetIteration(field=field, image=image, confidence=alpha, attr_feature=attr))
+        for step in range(1, int(detached) + steps + 1):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and step > int(detached)):
+                it = self.iterate(step, src, attr, trg, field, skips, tuple(src_img.shape[-2:]))
+            field, attr = it.field, it.attr_feature
+            if step > int(detached):
+                out.append(it)
         return SAMNetOutput(iterations=out, src_feature=src, trg_feature=trg)
+
+    def iterate(
+        self, step: int, src: Tensor, attr: Tensor, trg: Tensor, field: Tensor, skips: list[Tensor], hw: tuple[int, int]
+    ) -> SAMNetIteration:
+        """Iteration ``step`` (1-based) from the previous field and attribute-transferred features."""
+        lam = attribute_weight(step)
+        corr = local_correlation(src, attr, trg, field, lam, self.window_radius)
+        field = clamp_field(field + self.matching(normalise_correlation(corr)), trg.shape[-2], trg.shape[-1])
+        alpha = confidence(corr)
+        blended = blend_features(src, trg, field, alpha, lam, self.blend_radius)
+        image = self.decoder(blended, skips, hw)
+        attr = self.backbone(image, [self.layer])[0]
+        return SAMNetIteration(field=field, image=image, confidence=alpha, attr_feature=attr)
