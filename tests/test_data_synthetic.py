@@ -38,7 +38,7 @@ BASE_KEYS = {
     "src_img", "trg_img", "src_kps", "trg_kps", "n_kps", "pck_threshold", "category", "category_id",
     "pair_id", "index", "src_scale", "trg_scale", "src_path", "trg_path",
 }
-FLOW_KEYS = {"flow", "valid_mask", "src_mask", "flow_threshold"}
+FLOW_KEYS = {"flow", "src_mask", "flow_threshold"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -210,8 +210,7 @@ def test_synthetic_records_and_keys(image_root: Path) -> None:
     assert sample["src_img"].shape == sample["trg_img"].shape == (3, 48, 64)
     assert sample["src_kps"].shape == sample["trg_kps"].shape == (10, 2) and sample["n_kps"] == 10
     assert sample["flow"].shape == (2, 48, 64) and sample["flow"].dtype == torch.float32
-    assert sample["valid_mask"].shape == (48, 64) and sample["valid_mask"].dtype == torch.bool
-    assert torch.equal(sample["src_mask"], sample["valid_mask"])
+    assert sample["src_mask"].shape == (48, 64) and sample["src_mask"].dtype == torch.bool
     original = Image.open(sample["src_path"]).size
     assert sample["flow_threshold"] == pytest.approx(0.05 * max(original))
     assert sample["pck_threshold"] == 64.0
@@ -232,7 +231,7 @@ def test_synthetic_flow_consistent_with_keypoints(image_root: Path) -> None:
         ok = torch.isfinite(flow_at).all(-1)  # kps next to a NaN flow pixel interpolate to NaN
         assert ok.float().mean() > 0.7
         errors.append((flow_at[ok] - (s["trg_kps"] - s["src_kps"]).double()[ok]).norm(dim=-1))
-        assert torch.equal(s["valid_mask"], torch.isfinite(s["flow"]).all(0))
+        assert torch.equal(s["src_mask"], torch.isfinite(s["flow"]).all(0))
     errors = torch.cat(errors)
     assert errors.max() < 0.3 and errors.median() < 0.05
 
@@ -257,7 +256,7 @@ def test_synthetic_identity(image_root: Path) -> None:
     s = ds[0]
     assert torch.allclose(s["trg_img"], s["src_img"], atol=1e-5)
     assert torch.allclose(s["src_kps"], s["trg_kps"], atol=1e-5)
-    assert s["valid_mask"].all() and s["flow"].abs().max() < 1e-5
+    assert s["src_mask"].all() and s["flow"].abs().max() < 1e-5
 
 
 def test_synthetic_batches_stack(image_root: Path) -> None:
@@ -265,7 +264,7 @@ def test_synthetic_batches_stack(image_root: Path) -> None:
     batch = next(iter(DataLoader(ds, batch_size=3, collate_fn=collate_pairs)))
     assert batch["src_img"].shape == batch["trg_img"].shape == (3, 3, 48, 64)
     assert batch["src_kps"].shape == (3, 6, 2)
-    assert batch["flow"].shape == (3, 2, 48, 64) and batch["valid_mask"].shape == (3, 48, 64)
+    assert batch["flow"].shape == (3, 2, 48, 64) and batch["src_mask"].shape == (3, 48, 64)
     assert batch["n_kps"].tolist() == [6, 6, 6] and len(batch["pair_id"]) == 3
 
 
@@ -303,7 +302,7 @@ def test_synthetic_on_real_images() -> None:
         assert (s["trg_img"].reshape(3, -1).double() - expected).abs().max() < 1e-4  # float32 rendering
         assert torch.allclose(warp.trg_to_src(s["trg_kps"].double()), s["src_kps"].double(), atol=1e-3)
         src_px = pixel_grid(h, w).reshape(-1, 2)
-        ok = s["valid_mask"].reshape(-1)
+        ok = s["src_mask"].reshape(-1)
         landed = src_px[ok] + s["flow"].reshape(2, -1).T[ok].double()
         assert (warp.trg_to_src(landed) - src_px[ok]).norm(dim=-1).max() < 1e-3
         assert ok.float().mean() > 0.2

@@ -28,15 +28,14 @@ flow           (2, Hs, Ws) f32   source -> target displacement (``Matcher.dense_
                                  convention): source pixel (x, y) lands on target pixel
                                  (x + flow[0, y, x], y + flow[1, y, x]); NaN where it leaves
                                  the target (outside [0, W-1] x [0, H-1])
-valid_mask     (Hs, Ws) bool     where ``flow`` is finite
-src_mask       (Hs, Ws) bool     the same as ``valid_mask``: the name the evaluation loop and
-                                 the TSS dataset use for "where ``flow`` is known"
+src_mask       (Hs, Ws) bool     where ``flow`` is finite (the name the evaluation loop and
+                                 the TSS dataset use for "where ``flow`` is known")
 flow_threshold float             T of the flow-accuracy rule in ORIGINAL target pixels:
                                  ``flow_alpha * max(H0, W0)`` of the original image (as TSS;
                                  ``trg_scale`` converts resized errors back)
 ============== ================= =============================================================
 
-(These four are left out with ``with_flow=False``, which saves the TPS inversion.)
+(These three are left out with ``with_flow=False``, which saves the TPS inversion.)
 
 * ``src_kps`` / ``trg_kps``: ``n_kps`` exact correspondences, target points uniform over the part
   of the target that samples the source, sources from the sampling map (exact by construction, see
@@ -104,7 +103,7 @@ class SyntheticPairsDataset(PairDataset):
             the image size). tps_jitter: max control-point jitter (normalised units, image = 2).
         min_jacobian / min_overlap: warp rejection rules, see :class:`semcorr.data.warps.WarpRanges`.
         val_fraction / test_fraction: shares of the images in the val / test splits.
-        with_flow: add ``flow``, ``valid_mask``, ``src_mask`` and ``flow_threshold``.
+        with_flow: add ``flow``, ``src_mask`` and ``flow_threshold``.
         flow_alpha: ``flow_threshold = flow_alpha * max(H0, W0)`` (original pixels).
     """
 
@@ -245,9 +244,7 @@ class SyntheticPairsDataset(PairDataset):
         }
         if self.with_flow:
             flow = warp.flow()
-            valid = torch.isfinite(flow).all(dim=0)
             sample["flow"] = flow
-            sample["valid_mask"] = valid
-            sample["src_mask"] = valid.clone()
+            sample["src_mask"] = torch.isfinite(flow).all(dim=0)
             sample["flow_threshold"] = self.flow_alpha * max(hw)
         return sample

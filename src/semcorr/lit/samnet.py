@@ -181,7 +181,7 @@ class SAMNetModule(pl.LightningModule):
                 f"ground-truth flow of size {tuple(flow.shape[-2:])} for a network of size {self.size}: "
                 "give the synthetic pairs model.image_size (model.stage1.data.size)"
             )
-        losses = self.criterion(out, flow, batch.get("valid_mask"))
+        losses = self.criterion(out, flow, batch.get("src_mask"))
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=src.shape[0])
         self.log("loss", losses["loss"], prog_bar=True, logger=False, batch_size=src.shape[0])
         every = int(self.hparams.image_every_n_steps)
@@ -202,7 +202,7 @@ class SAMNetModule(pl.LightningModule):
                 self.log("val/pck@0.1", self.val_pck, prog_bar=True, batch_size=pck.numel())
         if "flow" in batch:
             error = (dense_image_flow(field, src_hw, trg_hw, self.size) - batch["flow"]).norm(dim=1)
-            error = error[batch["valid_mask"]]
+            error = error[batch["src_mask"]]
             if error.numel():
                 self.val_epe.update(error)
                 self.log("val/epe", self.val_epe, batch_size=b)
