@@ -47,9 +47,10 @@ caltech   https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip, md
           ``test_pairs_caltech_with_category.csv`` of CNNGeometric (1515 pairs, with polygons).
 cub       https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz, md5
           97eceeb196236b17998738112f37df78 (not on the record page; the value public loaders
-          verify); ``CUB_200_2011/`` becomes ``DIR``. The foreground masks of the same record,
-          ``segmentations.tgz`` (no checksum known here), unpack to ``DIR/segmentations/``
-          (optional: a failure only warns).
+          verify); ``CUB_200_2011/`` becomes ``DIR``. The foreground masks are a separate record:
+          https://data.caltech.edu/records/w9d68-gec53/files/segmentations.tgz (mirror: the old
+          www.vision.caltech.edu/visipedia-data/CUB-200-2011/ address; no checksum known here),
+          unpacked to ``DIR/segmentations/`` (optional: a failure only warns).
 voc       PASCAL VOC 2012 trainval (SAM-Net stage 1):
           http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar (mirror
           thor.robots.ox.ac.uk, torchvision's), md5 6cd6e144f989b92b3379bac3b3de84fd;
@@ -213,8 +214,9 @@ DATASETS: dict[str, DatasetSpec] = {
         resources=(
             Resource(("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",), "CUB_200_2011.tgz",
                      md5="97eceeb196236b17998738112f37df78", strip="CUB_200_2011"),
-            Resource(("https://data.caltech.edu/records/65de6-vp158/files/segmentations.tgz",), "segmentations.tgz",
-                     optional=True),
+            Resource(("https://data.caltech.edu/records/w9d68-gec53/files/segmentations.tgz",
+                      "http://www.vision.caltech.edu/visipedia-data/CUB-200-2011/segmentations.tgz"),
+                     "segmentations.tgz", optional=True),
         ),
         check="images",
     ),
