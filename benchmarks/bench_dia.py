@@ -34,28 +34,18 @@ from semcorr.backbones import load_backbone
 from semcorr.methods.dia import PRESETS, DeepImageAnalogy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from willow import ALPHAS, ROOT, load, willow_pairs  # noqa: E402
+from willow import ALPHAS, add_pair_arguments, load, start, willow_pairs  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="vgg19")
-    parser.add_argument("--weights", default=None, help="default: offline for mobilenet_v2, none otherwise")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
+    add_pair_arguments(parser, pairs=3)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     parser.add_argument("--lbfgs-iters", type=int, default=None, help="override the preset's L-BFGS iterations")
     parser.add_argument("--pca-dims", type=int, default=None, help="override the preset's PCA dimensions")
     parser.add_argument("--exact", action="store_true", help="exact eq. 2 distances (pca_dims=None)")
-    parser.add_argument("--root", type=Path, default=ROOT)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not args.root.is_dir():
-        raise SystemExit(f"PF-WILLOW not found at {args.root}; pass --root")
-    weights = args.weights or ("offline" if args.backbone == "mobilenet_v2" else "none")
+    weights = start(args)
     overrides: dict[str, object] = {}
     if args.lbfgs_iters is not None:
         overrides["lbfgs_iters"] = args.lbfgs_iters

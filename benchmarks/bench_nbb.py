@@ -26,25 +26,15 @@ from semcorr.backbones import load_backbone
 from semcorr.methods.nbb import NeuralBestBuddies
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from willow import ALPHAS, ROOT, load, willow_pairs  # noqa: E402
+from willow import ALPHAS, add_pair_arguments, load, start, willow_pairs  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="vgg19")
-    parser.add_argument("--weights", default=None, help="default: offline for mobilenet_v2, none otherwise")
-    parser.add_argument("--pairs", type=int, default=10)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--root", type=Path, default=ROOT)
+    add_pair_arguments(parser, pairs=10)
     parser.add_argument("--levels", type=int, nargs="+", default=[5, 4, 3, 2, 1])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not args.root.is_dir():
-        raise SystemExit(f"PF-WILLOW not found at {args.root}; pass --root")
-    weights = args.weights or ("offline" if args.backbone == "mobilenet_v2" else "none")
+    weights = start(args)
     torch.manual_seed(0)
     matcher = NeuralBestBuddies(load_backbone(args.backbone, weights), levels=args.levels)
     pairs = willow_pairs(args.root, args.pairs + args.warmup)
