@@ -72,7 +72,7 @@ def patch_distances(
     b, _, h, w = attr.shape
     th, tw = trg.shape[-2:]
     offsets = window_offsets(window_radius, field.device, field.dtype)
-    positions = window_positions(field, field.new_zeros(1, 2))[:, :1] + offsets[None, :, None, None]
+    positions = window_positions(field, field.new_zeros(1, 2)) + offsets[None, :, None, None]
     cand = sample_cells(F.normalize(trg, dim=1), positions)  # (B, C, K, h, w)
     per_cell = (F.normalize(attr, dim=1)[:, :, None] - cand).pow(2).sum(dim=1)  # (B, K, h, w)
     patch = 2 * patch_radius + 1
