@@ -14,6 +14,7 @@ from fixtures_keypoints import build_pfwillow
 from semcorr.data.datamodule import ShardSampler
 from semcorr.errors import ConfigError
 from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.journal import fingerprint
 from semcorr.methods.identity import IdentityMatcher
 
 
@@ -87,6 +88,14 @@ def test_interrupted_evaluation_resumes_with_the_same_results(tmp_path, willow):
     assert not (tmp_path / "resumed" / "partial").exists()  # removed once the results are written
     pictures = sorted(p.name for p in (tmp_path / "resumed" / "pictures").glob("*.png"))
     assert pictures == sorted(p.name for p in (tmp_path / "whole" / "pictures").glob("*.png")) and len(pictures) == 6
+
+
+def test_fingerprint_resolves_interpolations_into_the_rest_of_the_config(tmp_path):
+    # dataset.root is ${paths.data_dir}/PF-WILLOW and method.backbone ${backbone.net}: outside the entries hashed
+    cfg = compose_config("evaluate", ["method=nbb", "dataset=pfwillow"], tmp_path)
+    other = compose_config("evaluate", ["method=nbb", "dataset=pfwillow", "paths.data_dir=/elsewhere"], tmp_path)
+    assert fingerprint(cfg, 1) != fingerprint(other, 1) != fingerprint(other, 2)
+    assert fingerprint(cfg, 1) == fingerprint(compose_config("evaluate", ["method=nbb", "dataset=pfwillow"], tmp_path), 1)
 
 
 def test_a_journal_of_another_configuration_is_an_error(tmp_path, willow):

@@ -127,8 +127,6 @@ class EvaluationModule(pl.LightningModule):
         self.records: list[dict[str, Any]] = []
         self._results: dict[str, float] | None = None
         self.journal = journal
-        #: pair indices this process has evaluated (journalled ones included)
-        self.done: set[int] = set()
         self._unsaved = 0
 
     def setup(self, stage: str) -> None:
@@ -140,11 +138,10 @@ class EvaluationModule(pl.LightningModule):
             return
         restore_metrics(self, entry["metrics"])
         self.records = list(entry["records"])
-        self.done = set(entry["done"])
         datamodule = self.trainer.datamodule
         if datamodule is not None:
-            datamodule.exclude = set(self.done)
-        log.info("resuming from %s: %d pairs already evaluated", self.journal.path(self.global_rank), len(self.done))
+            datamodule.exclude = set(entry["done"])
+        log.info("resuming from %s: %d pairs already evaluated", self.journal.path(self.global_rank), len(entry["done"]))
 
     def _timed(self, fn: Callable[[], Any]) -> tuple[Any, float]:
         if self.device.type == "cuda":
@@ -187,10 +184,9 @@ class EvaluationModule(pl.LightningModule):
         self._record(batch, output, pair_pck, seconds / b)
         if self.on_pair is not None:
             self.on_pair(batch, output, pair_pck)
-        self.done.update(int(i) for i in batch["index"])
         self._unsaved += b
         if self.journal is not None and self._unsaved >= self.journal.every:
-            self.journal.save(self.global_rank, self.trainer.world_size, self.done, self, self.records)
+            self.journal.save(self.global_rank, self.trainer.world_size, self, self.records)
             self._unsaved = 0
 
     def _record(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor, seconds: float) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +41,12 @@ FINGERPRINT_KEYS = ("method", "dataset", "backbone", "alphas", "seed")
 
 def fingerprint(cfg: DictConfig, world_size: int) -> str:
     """A hash of the config entries that determine the per-pair results, plus the process count
-    (the shards of the pairs depend on it)."""
+    (the shards of the pairs depend on it). Each entry is resolved in place, so interpolations into
+    the rest of the config (``${paths.data_dir}``, ``${backbone.net}``) resolve as in the run."""
     parts = {key: cfg.get(key) for key in FINGERPRINT_KEYS}
-    parts["batch_size"] = cfg.get("datamodule", {}).get("batch_size", 1)
-    text = OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(OmegaConf.create(parts), resolve=True)))
+    parts["batch_size"] = OmegaConf.select(cfg, "datamodule.batch_size", default=1)
+    plain = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in parts.items()}
+    text = OmegaConf.to_yaml(OmegaConf.create(plain))
     return hashlib.sha256(f"{text}processes: {int(world_size)}\n".encode()).hexdigest()[:16]
 
 
@@ -97,15 +98,16 @@ class EvaluationJournal:
             )
         return entry
 
-    def save(self, rank: int, world_size: int, done: Iterable[int], module: nn.Module, records: list[dict[str, Any]]) -> Path:
-        """Write process ``rank``'s journal atomically: the pairs done, the metric states, the records."""
+    def save(self, rank: int, world_size: int, module: nn.Module, records: list[dict[str, Any]]) -> Path:
+        """Write process ``rank``'s journal atomically: the pairs done (those of ``records``), the
+        metric states of ``module``, the records."""
         metrics = {
             name: {"state": {k: v.detach().cpu().clone() for k, v in m.metric_state.items()}, "updates": m.update_count}
             for name, m in metric_modules(module).items()
         }
         entry = {
             "fingerprint": fingerprint(self.cfg, world_size),
-            "done": sorted(int(i) for i in done),
+            "done": sorted(int(r["index"]) for r in records),
             "metrics": metrics,
             "records": records,
         }
