@@ -192,9 +192,7 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     if logger is not None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        if pictures is not None:
-            if trainer.world_size > 1:  # every process wrote its pairs' pictures (the gather waited for them)
-                pictures.saved = sorted((run_dir / "pictures").glob("*.png"))
+        if pictures is not None:  # every process has written its pairs' pictures (the gather waited for them)
             pictures.log_to(logger)
         logger.finalize("success")
         finish_run(logger)

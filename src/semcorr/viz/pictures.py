@@ -133,7 +133,6 @@ class PictureWriter:
         self.limit = int(limit)
         self.alpha = float(sorted(alphas)[len(alphas) // 2])
         self.method = method
-        self.saved: list[Path] = []
 
     def __call__(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor) -> None:
         for i in range(batch["src_img"].shape[0]):
@@ -158,13 +157,13 @@ class PictureWriter:
             name = f"{int(batch['index'][i]):06d}_" + "".join(
                 ch if ch.isalnum() or ch in "-_." else "_" for ch in batch["pair_id"][i]
             )
-            self.saved.append(save_figure(fig, self.folder / f"{name}.png"))
+            save_figure(fig, self.folder / f"{name}.png")
             if "sparse_src" in output.extras and "sparse_trg" in output.extras:
                 matches = draw_matches(
                     batch["src_img"][i], batch["trg_img"][i],
                     output.extras["sparse_src"][i].cpu(), output.extras["sparse_trg"][i].cpu(), batch["pair_id"][i],
                 )
-                self.saved.append(save_figure(matches, self.folder / f"{name}_matches.png"))
+                save_figure(matches, self.folder / f"{name}_matches.png")
             if self.method is not None:
                 self.method.save_pair_outputs(self.folder / name, batch["src_img"][i], batch["trg_img"][i], output, i)
 
@@ -179,6 +178,10 @@ class PictureWriter:
         return warp_by_flow(src, back)[0]
 
     def log_to(self, logger: Any) -> None:
-        """Send the saved pictures to a logger that takes images (W&B); others are skipped."""
-        if self.saved and hasattr(logger, "log_image"):
-            logger.log_image(key="pairs", images=[str(p) for p in self.saved])
+        """Send the pictures in :attr:`folder` to a logger that takes images (W&B); others are skipped.
+
+        The folder, not a list kept while writing: it also holds the pictures of the other DDP
+        processes and of the pairs done before a resumed run's interruption."""
+        saved = sorted(self.folder.glob("*.png"))
+        if saved and hasattr(logger, "log_image"):
+            logger.log_image(key="pairs", images=[str(p) for p in saved])
