@@ -27,6 +27,7 @@ from semcorr.methods.dia.aggregate import vote
 from semcorr.methods.dia.deconv import deconvolve, subnetwork
 from semcorr.methods.dia.patchmatch import PatchField, descriptors, patchmatch, random_nnf, side, upsample_nnf
 from semcorr.methods.dia.reconstruct import blend, response_mask
+from semcorr.viz.strip import LABEL_HEIGHT
 
 
 @pytest.fixture(autouse=True)
@@ -279,7 +280,7 @@ def test_save_analogy(tmp_path):
     paths = save_analogy(tmp_path / "pics", "car/pair 1", a, b_prime, torch.rand(3, 20, 30), torch.rand(3, 25, 15))
     assert [p.name for p in paths] == ["car_pair_1_analogy.png", "car_pair_1_a_prime.png", "car_pair_1_b.png"]
     with Image.open(paths[0]) as side_by_side:
-        assert side_by_side.size == (30 + 15 + 30 + 15 + 3 * 4, 25)
+        assert side_by_side.size == (30 + 15 + 30 + 15 + 3 * 4, LABEL_HEIGHT + 25)  # panels under their labels
     with Image.open(paths[1]) as a_prime:
         assert a_prime.size == (30, 20)
     assert not list((tmp_path / "pics").glob("*.tmp"))

@@ -33,7 +33,7 @@ def test_identity_on_pfwillow_fixture_writes_results(tmp_path, willow):
     )
     metrics = run_evaluation(cfg)
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["n_pairs"] == 12 and saved["method"] == "IdentityMatcher" and saved["dataset"] == "pfwillow"
+    assert saved["n_pairs"] == 12 and saved["method"] == "identity" and saved["dataset"] == "pfwillow"
     for key in ("pck@0.05", "pck@0.1", "pck@0.15", "pck@0.1/car(G)", "pck@0.1/duck(S)", "time_per_pair_s"):
         assert key in saved
     assert saved["pck@0.1"] == pytest.approx(metrics["pck@0.1"])

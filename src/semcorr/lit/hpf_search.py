@@ -32,9 +32,11 @@ from torch.utils.data import Dataset, Subset
 from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError
 from semcorr.io import write_json, write_text
-from semcorr.lit.evaluate import build_logger, build_trainer, finish_run
+from semcorr.lit.evaluate import build_logger, build_method, build_trainer, finish_run
+from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
+from semcorr.lit.progress import SearchProgress
 from semcorr.methods.hpf import HyperpixelFlow
-from semcorr.methods.layer_search import LayerSet, beam_search, key_of
+from semcorr.methods.layer_search import LayerSet, SearchState, beam_search, key_of
 from semcorr.metrics.pck import GroupedMean, pck_per_pair
 
 log = logging.getLogger(__name__)
@@ -162,29 +164,37 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     dataset = pairs_per_category(instantiate(cfg.dataset, split=model.split), model.pairs_per_category, model.subset_seed)
-    matcher: HyperpixelFlow = instantiate(model.matcher)
+    matcher: HyperpixelFlow = build_method(model.matcher)
     candidates = model.candidate_layers if model.candidate_layers is not None else matcher.backbone.layer_ids
     scorer = LayerSetScorer(matcher, candidates, model.alpha, model.feature_cache_images)
     logger = build_logger(cfg, run_dir)
-    trainer = build_trainer(cfg, logger, run_dir)
+    state = run_dir / "beam_state.json"
+    kept = lambda trainer, module: (  # noqa: E731 - what an interruption keeps
+        f"the scores of the depths finished are in {state}" if state.is_file() else "no depth was finished yet"
+    )
+    trainer = build_trainer(cfg, logger, run_dir, [ResumeOnInterrupt(kept, resume_command(run_dir, "train.py"))])
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     scored: list[tuple[LayerSet, float]] = []
+    progress = SearchProgress(list(candidates), model.beam_size, model.max_layers, len(dataset),
+                              already=len(SearchState.load(state).scores))
 
     def score(sets: list[LayerSet]) -> list[float]:
-        log.info("Scoring %d layer sets of %d layers on %d pairs", len(sets), len(sets[0]), len(dataset))
+        if trainer.is_global_zero:
+            print(progress.line(len(sets[0]), len(sets), min(min(s) for s in sets)), flush=True)
         scorer.set_candidates(sets)
         trainer.test(scorer, datamodule=datamodule, verbose=False)
+        progress.done(len(sets))
         return scorer.scores()
 
     def on_score(layers: LayerSet, value: float) -> None:
         scored.append((layers, value))
         if logger is not None:
             logger.log_metrics({"search/pck": value, "search/n_layers": len(layers)}, step=len(scored))
-        log.info("layers %s: PCK@%g = %.2f", list(layers), model.alpha, value)
+        log.debug("layers %s: PCK@%g = %.2f", list(layers), model.alpha, value)
 
     result = beam_search(
         score, candidates, model.base_candidates, model.beam_size, model.max_layers,
-        state_path=run_dir / "beam_state.json", on_score=on_score, write_state=trainer.is_global_zero,
+        state_path=state, on_score=on_score, write_state=trainer.is_global_zero,
     )
     summary = {"layers": list(result.best), "score": result.best_score,
                "beams": [[[list(s), v] for s, v in beam] for beam in result.beams]}

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError, WeightsError
+from semcorr.io import read_torch
 from semcorr.methods.base import Matcher, MatchOutput
 from semcorr.viz.strip import file_stem, save_image, save_strip
 
@@ -71,15 +72,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         The checkpoint dict (``state_dict``, ``hyper_parameters``, ...).
 
     Raises:
-        WeightsError: missing, unreadable, or not a SAM-Net checkpoint.
+        WeightsError: missing, unreadable (one line naming the file and the fix, never torch's
+            advice to load unsafely), or not a SAM-Net checkpoint.
     """
     file = Path(path).expanduser()
     if not file.is_file():
         raise WeightsError(f"SAM-Net checkpoint {str(file)!r} does not exist. {TRAIN_HINT}")
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise WeightsError(f"SAM-Net checkpoint {str(file)!r} is not readable ({err}). {TRAIN_HINT}") from err
+    ckpt = read_torch(file, WeightsError, f"Give method.checkpoint a .ckpt written by train.py. {TRAIN_HINT}")
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, Mapping) else {}
     if "network" not in hparams or "state_dict" not in ckpt:
         raise WeightsError(

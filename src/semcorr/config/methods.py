@@ -1,0 +1,135 @@
+"""Schemas of the method configs (``conf/method/*.yaml``): one TypedDict per method class.
+
+Each lists the constructor's keyword arguments (``tests/test_config.py`` checks the names against
+the signature, so a knob added to a method without its schema fails the tests) with the valid
+range, plus ``name``, the method's name in run names and results, which
+:func:`semcorr.lit.evaluate.build_method` removes before instantiating. ``backbone`` is the
+``${backbone.net}`` node, checked by the backbone schema where it is defined. Defaults stay in the
+YAML files and the constructors; the schemas only say what is valid.
+"""
+
+from typing import Annotated, Any, Literal
+
+import annotated_types as at
+from pydantic import AfterValidator
+from typing_extensions import TypedDict
+
+from .schema import (
+    Described,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OddInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+    list_of,
+    register,
+    strict,
+)
+
+
+def _decreasing(levels: list[int]) -> list[int]:
+    if any(a <= b for a, b in zip(levels, levels[1:])):
+        raise ValueError("levels must go from coarse to fine (strictly decreasing)")
+    return levels
+
+
+#: The SAM-Net input size [H, W].
+NetworkSize = Annotated[list_of(Annotated[int, at.Ge(16)], length=2), Described("[H, W], two integers >= 16")]
+#: NBB levels, coarse to fine.
+LevelIds = Annotated[
+    list_of(Literal[1, 2, 3, 4, 5], min_length=1), AfterValidator(_decreasing),
+    Described("levels from 5 down to 1, strictly decreasing, e.g. [5, 4, 3, 2, 1]"),
+]
+
+
+@strict
+class MethodKnobs(TypedDict, total=False):
+    """What every method config has."""
+
+    name: str
+
+
+@register("semcorr.methods.identity.IdentityMatcher")
+@strict
+class IdentityKnobs(MethodKnobs, total=False):
+    """``method=identity``: no knobs."""
+
+
+@register("semcorr.methods.hpf.matcher.HyperpixelFlow")
+@strict
+class HyperpixelFlowKnobs(MethodKnobs, total=False):
+    """``method=hpf`` and ``method=nn`` (:class:`semcorr.methods.hpf.HyperpixelFlow`)."""
+
+    backbone: Any
+    layers: list_of(NonNegativeInt, min_length=1)
+    rhm: bool
+    exponent: PositiveFloat
+    ncells: PositiveInt
+    gaussian_size: OddInt
+    margin_pruning: bool
+    cache_size: NonNegativeInt
+    fast: bool
+    sparse_k: NonNegativeInt
+    fold_channels: NonNegativeInt
+
+
+@register("semcorr.methods.nbb.matcher.NeuralBestBuddies")
+@strict
+class NeuralBestBuddiesKnobs(MethodKnobs, total=False):
+    """``method=nbb`` (:class:`semcorr.methods.nbb.NeuralBestBuddies`); per-level lists are
+    ordered levels 1..5."""
+
+    backbone: Any
+    k: PositiveInt
+    gamma: UnitInterval
+    levels: LevelIds
+    patch_sizes: list_of(OddInt, length=5)
+    radii: list_of(NonNegativeInt, length=5)
+    response_power: PositiveFloat
+    border: NonNegativeFloat
+    k_per_level: PositiveInt | None
+    mls_alpha: NonNegativeFloat
+    warp_step: PositiveInt
+    kmeans_n_init: PositiveInt
+    seed: int
+    morph_steps: NonNegativeInt
+
+
+@register("semcorr.methods.dia.matcher.DeepImageAnalogy")
+@strict
+class DeepImageAnalogyKnobs(MethodKnobs, total=False):
+    """``method=dia`` (:class:`semcorr.methods.dia.DeepImageAnalogy`); per-level lists are
+    ordered coarse to fine as the paper lists them (levels 5..1, blend weights 4..1)."""
+
+    backbone: Any
+    pm_iters: NonNegativeInt | list_of(NonNegativeInt, length=5)
+    jumps: list_of(PositiveInt, min_length=1)
+    patch_sizes: list_of(OddInt, length=5)
+    radii: list_of(PositiveInt | None, length=5)
+    alphas: list_of(UnitInterval, length=4)
+    kappa: PositiveFloat
+    tau: UnitInterval
+    lbfgs_iters: NonNegativeInt | list_of(NonNegativeInt, length=4)
+    lbfgs_line_search: bool
+    deconv_init: Literal["content", "warp"]
+    bf16: bool
+    pca_dims: PositiveInt | None
+    output_patch: OddInt
+    max_side: Annotated[int, at.Ge(16)] | None
+    seed: int
+
+
+@register("semcorr.methods.samnet.matcher.SAMNetMatcher")
+@strict
+class SAMNetKnobs(MethodKnobs, total=False):
+    """``method=samnet`` (:class:`semcorr.methods.samnet.SAMNetMatcher`)."""
+
+    backbone: Any
+    checkpoint: str | None
+    iterations: PositiveInt | None
+    size: NetworkSize | None
+
+
+#: Constructor arguments that only Python callers pass (not config values), per target.
+PYTHON_ONLY = {"semcorr.methods.samnet.matcher.SAMNetMatcher": ("network",)}
