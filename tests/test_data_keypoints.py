@@ -244,7 +244,7 @@ def test_pfwillow_errors(tmp_path):
     scipy.io.savemat(str(a.with_suffix(".mat")), {"pts_coord": np.zeros((2, 0))})
     with pytest.raises(AnnotationError, match="no keypoints"):
         PFWillowDataset(tmp_path / "w")
-    scipy.io.savemat(str(a.with_suffix(".mat")), {"pts_coord": np.array([[5000.0] * 10, [5.0] * 10])})
+    scipy.io.savemat(str(a.with_suffix(".mat")), {"pts_coord": np.stack([5000.0 + np.arange(10), 5.0 + np.arange(10)])})
     ds = PFWillowDataset(tmp_path / "w")
     with pytest.raises(AnnotationError, match="outside"):
         ds[0]
