@@ -102,6 +102,7 @@ class ProgressBarKnobs(TypedDict, total=False):
 
     every_n: PositiveInt
     every_s: PositiveFloat | None
+    lines: bool | None
 
 
 @register("semcorr.lit.loggers.WandbLogger")
