@@ -26,11 +26,14 @@ CHATTY_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", 
 
 
 def quiet_libraries() -> None:
-    """Keep library chatter off the console: Lightning's info lines and a deprecation warning
-    raised inside Lightning that a user cannot act on. Warnings and errors still show."""
+    """Keep library chatter off the console: Lightning's info lines, a deprecation warning raised
+    inside Lightning that a user cannot act on, and Lightning's warning about an empty loader (a
+    resumed run with every pair done). Other warnings and errors still show."""
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # a resumed evaluation whose pairs were all journalled has nothing left to load: not a problem
+    warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")
 
 
 def find_user_error(exc: BaseException) -> SemcorrError | None:
