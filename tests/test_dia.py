@@ -12,7 +12,6 @@ from dataclasses import asdict
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
@@ -21,6 +20,7 @@ from semcorr.backbones import load_backbone
 from semcorr.data.images import load_image
 from semcorr.data.transforms import resize_image
 from semcorr.errors import ConfigError
+from semcorr.lit.evaluate import build_method
 from semcorr.methods.dia import PRESETS, AnalogyParams, DeepImageAnalogy, save_analogy, transfer_points
 from semcorr.methods.dia import matcher as matcher_module
 from semcorr.methods.dia.aggregate import vote
@@ -269,7 +269,7 @@ def test_config_instantiates(tmp_path, backbone):
     cfg = compose_config(
         "evaluate", ["method=dia", f"backbone={backbone}", "backbone.net.weights=none", "logger=none"], tmp_path
     )
-    matcher = instantiate(cfg.method)
+    matcher = build_method(cfg.method)
     assert isinstance(matcher, DeepImageAnalogy)
     assert matcher.backbone.name == backbone
     assert matcher.params == PRESETS["fast"]  # conf/method/dia.yaml holds the fast preset

@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize
-from hydra.utils import instantiate
 from PIL import Image
 
 from semcorr.backbones import load_backbone
 from semcorr.errors import ConfigError
+from semcorr.lit.evaluate import build_method
 from semcorr.methods.nbb import (
     NeuralBestBuddies,
     align_pair,
@@ -276,7 +276,7 @@ def test_matcher_rejects_bad_knobs():
 def test_config_composes_and_instantiates():
     with initialize(config_path="../conf", version_base=None):
         cfg = compose(config_name="evaluate", overrides=["method=nbb", "backbone.net.weights=none"])
-    matcher = instantiate(cfg.method)
+    matcher = build_method(cfg.method)
     assert isinstance(matcher, NeuralBestBuddies)
     assert matcher.backbone.name == cfg.backbone.net.name
     assert (matcher.k, matcher.gamma, matcher.radii, matcher.patch_sizes) == (5, 0.05, [3, 3, 2, 2, 2], [5, 5, 3, 3, 3])

@@ -15,7 +15,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
@@ -26,7 +25,7 @@ from semcorr.backbones.base import Backbone
 from semcorr.backbones.geometry import stage_geometry
 from semcorr.cli import find_user_error
 from semcorr.errors import ConfigError, WeightsError
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluate import build_method, run_evaluation
 from semcorr.lit.samnet import EpochSampler, SAMNetModule, run_training
 from semcorr.methods.samnet import SAMNet, SAMNetIteration, SAMNetLoss, SAMNetMatcher, SAMNetOutput
 from semcorr.methods.samnet.affine import (
@@ -463,12 +462,12 @@ def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, d
     _, final = trained
     cfg = compose_config("evaluate", ["method=samnet", f"method.checkpoint={final}", "backbone.net.weights=none"], tmp_path)
     assert cfg.method.iterations is None
-    matcher = instantiate(cfg.method)
+    matcher = build_method(cfg.method)
     assert isinstance(matcher, SAMNetMatcher) and matcher.iterations == 2  # the run's model.val_iterations
     assert SAMNetMatcher(final, load_backbone("mobilenet_v2", "none"), iterations=10).iterations == 10
     missing = compose_config("evaluate", ["method=samnet", "backbone.net.weights=none"], tmp_path)
     with pytest.raises(InstantiationException) as err:
-        instantiate(missing.method)
+        build_method(missing.method)
     user = find_user_error(err.value)
     assert isinstance(user, ConfigError) and "python train.py model=samnet" in str(user)
     with pytest.raises(WeightsError, match="python train.py model=samnet"):
