@@ -188,6 +188,7 @@ def test_a_full_disk_at_the_end_prints_the_results_first_and_keeps_the_journal(t
     same_metrics(run_evaluation(hydra_run("evaluate", overrides, run_dir), method=method), reference)
     assert method.calls == 0  # nothing evaluated again
     assert json.loads((run_dir / "metrics.json").read_text())["n_pairs"] == 12
+    assert (run_dir / "predictions.csv").read_text() == (tmp_path / "whole" / "predictions.csv").read_text()
 
 
 def test_a_journal_that_cannot_be_written_does_not_stop_the_run(tmp_path, willow, monkeypatch, caplog):

@@ -280,6 +280,11 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     callbacks.append(ResumeOnInterrupt(interrupted, command))
     trainer = build_trainer(cfg, logger, run_dir, callbacks)
     trainer.test(module, datamodule=datamodule, verbose=False)
+    if keep is not None and not keep.finished:
+        # every pair of this process was journalled: Lightning skipped its empty loop, epoch end included;
+        # run that hook here (the results, the gather of the records), in step with the other processes'
+        module.to(trainer.strategy.root_device)
+        module.on_test_epoch_end()
 
     # synced in the test loop's epoch end: identical on every process
     metrics = {**names, **module.results()}
