@@ -180,7 +180,8 @@ def test_a_full_disk_at_the_end_prints_the_results_first_and_keeps_the_journal(t
     assert "\n" not in message
     assert message.startswith(f"could not write metrics.json and the predictions into {run_dir} (No space left on device); ")
     assert f"12 of 12 pairs are journalled in {run_dir / 'partial'}" in message
-    assert f"run `python evaluate.py {' '.join(overrides)} hydra.run.dir={run_dir}` to write them without evaluating again" in message
+    assert (f"once they can be written, run `python evaluate.py {' '.join(overrides)} hydra.run.dir={run_dir}` to write "
+            "them without evaluating again") in message
     assert not (run_dir / "metrics.json").exists() and (run_dir / "partial" / "rank0.pt").is_file()
 
     monkeypatch.undo()

@@ -210,13 +210,25 @@ def worst_pairs(records: list[dict[str, Any]], alpha: float, n: int) -> list[int
     return [index for _, index in sorted(scored)[:n]]
 
 
+def test_on_every_process(trainer: pl.Trainer, module: EvaluationModule, datamodule: PairDataModule) -> None:
+    """``trainer.test``, also where a process has no pair left (a resumed run whose pairs it had all
+    journalled, a picture pass of fewer pairs than processes): Lightning skips that process's empty
+    loop, epoch end included, while the others' epoch end waits for its share of the collectives
+    (synced metrics, gathered records), so the hook is run here, in step with them."""
+    module.allow_zero_length_dataloader_with_multiple_devices = True
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    if sum(trainer.num_test_batches) == 0:
+        module.to(trainer.strategy.root_device)
+        module.on_test_epoch_end()
+
+
 def picture_pass(trainer: pl.Trainer, cfg: DictConfig, dataset: Any, method: Matcher, writer: PictureWriter) -> None:
     """Evaluate again the pairs of ``writer.indices`` only, for their pictures (every process: the
     pairs are sharded as in the main pass; metrics of this pass are discarded)."""
     module = EvaluationModule(method, dataset.categories, dataset.group_fields, cfg.alphas, on_pair=writer)
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     datamodule.exclude = set(range(len(dataset))) - set(writer.indices)
-    trainer.test(module, datamodule=datamodule, verbose=False)
+    test_on_every_process(trainer, module, datamodule)
 
 
 def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, Any]:
@@ -237,7 +249,7 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     command = resume_command(run_dir, "evaluate.py")
-    with writing("config.yaml", run_dir, f"nothing was evaluated: free space and run `{command}`"):
+    with writing("config.yaml", run_dir, f"nothing was evaluated: once it can be written, run `{command}`"):
         run_dir.mkdir(parents=True, exist_ok=True)
         if launched_as_rank_zero():
             write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config_dict(cfg)))
@@ -279,16 +291,11 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
 
     callbacks.append(ResumeOnInterrupt(interrupted, command))
     trainer = build_trainer(cfg, logger, run_dir, callbacks)
-    trainer.test(module, datamodule=datamodule, verbose=False)
-    if keep is not None and not keep.finished:
-        # every pair of this process was journalled: Lightning skipped its empty loop, epoch end included;
-        # run that hook here (the results, the gather of the records), in step with the other processes'
-        module.to(trainer.strategy.root_device)
-        module.on_test_epoch_end()
+    test_on_every_process(trainer, module, datamodule)
 
     # synced in the test loop's epoch end: identical on every process
     metrics = {**names, **module.results()}
-    kept = f"{journal_note(journal, len(dataset))}: free space and run `{command}` to write them without evaluating again"
+    kept = f"{journal_note(journal, len(dataset))}: once they can be written, run `{command}` to write them without evaluating again"
     failure: OutputError | None = None
     if trainer.is_global_zero:
         title = f"{names['method']} on {names['dataset']} ({names['backbone']})"

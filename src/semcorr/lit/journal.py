@@ -167,17 +167,18 @@ class JournalCallback(Callback):
     def __init__(self, module: pl.LightningModule, journal: EvaluationJournal) -> None:
         self.module = module
         self.journal = journal
-        self.finished = False
+        self._finished = False
 
     def save_now(self, trainer: pl.Trainer) -> None:
-        """Journal the module's pairs if some are not journalled yet and its epoch is not over."""
-        if not self.finished and len(self.module.records) > self.journal.saved:
+        """Journal the module's pairs if some are not journalled yet and its epoch is not over (after
+        it, rank 0's records are every process's)."""
+        if not self._finished and len(self.module.records) > self.journal.saved:
             self.journal.save(trainer.global_rank, trainer.world_size, self.module, self.module.records)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if pl_module is self.module:
             self.save_now(trainer)
-            self.finished = True
+            self._finished = True
 
 
 def restore_metrics(module: nn.Module, saved: dict[str, dict[str, Any]]) -> None:
