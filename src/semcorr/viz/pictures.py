@@ -6,7 +6,7 @@ it saves ``<pair>.png``: colours are per keypoint index and shared by both image
 a circle is the ground truth and a cross the prediction, joined by a line, green when the
 prediction is correct at the middle alpha and red when not; a third panel shows the source warped
 onto the target (a method's ``extras["warped"]``, else warped through its target -> source
-``dense_flow``). When the method returns sparse matches
+flow, ``method(..., dense="backward")``, asked for the pictured pairs only). When the method returns sparse matches
 (``extras["sparse_src"]``/``["sparse_trg"]``) it also saves ``<pair>_matches.png`` (both images side
 by side, matches joined by lines in matching colours), and it lets the method write its own files
 of the pair (:meth:`semcorr.methods.base.Matcher.save_pair_outputs`) into ``<pair>/``.
@@ -174,7 +174,8 @@ class PictureWriter:
         if self.method is None:
             return None
         src, trg = batch["src_img"][i : i + 1], batch["trg_img"][i : i + 1]
-        back = self.method.dense_flow(trg, src, batch["trg_path"][i : i + 1], batch["src_path"][i : i + 1])
+        no_points = src.new_zeros(1, 0, 2)
+        back = self.method(src, trg, no_points, batch["src_path"][i : i + 1], batch["trg_path"][i : i + 1], dense="backward").flow
         return warp_by_flow(src, back)[0]
 
     def log_to(self, logger: Any) -> None:
