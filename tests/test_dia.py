@@ -284,8 +284,8 @@ def test_move_points_bilinear_and_nan():
 
 def test_params_are_checked():
     settings = dict(build_method("dia").params.__dict__)
-    with pytest.raises(ConfigError, match="alphas"):
-        AnalogyParams(**{**settings, "alphas": (0.8, 0.7)})
+    with pytest.raises(ConfigError, match="blend_weights"):
+        AnalogyParams(**{**settings, "blend_weights": (0.8, 0.7)})
     with pytest.raises(ConfigError, match="patch_sizes"):
         AnalogyParams(**{**settings, "patch_sizes": (3, 3, 3, 4, 5)})
     with pytest.raises(ConfigError, match="deconv_init"):

@@ -5,7 +5,7 @@ reluL_1, of stride 2^(L-1). Other backbones stand in by stride: ``pyramid`` name
 the backbone layer of that stride (None where the backbone has none, or where a level is left
 out), from the backbone config's table (``conf/backbone/*.yaml``, key ``pyramid``). Per-level
 settings are listed coarse to fine, as the paper lists them: ``pm_iters``, ``patch_sizes`` and
-``radii`` for L = 5..1, ``alphas`` and ``lbfgs_iters`` for the reconstructed levels L = 4..1;
+``radii`` for L = 5..1, ``blend_weights`` and ``lbfgs_iters`` for the reconstructed levels L = 4..1;
 a level's settings apply to the layer standing for it.
 
 1. Preprocessing (4.1): features of A and B' at the levels used; at the top level T,
@@ -74,7 +74,8 @@ class AnalogyParams:
         jumps: propagation jump sizes tried in every iteration.
         patch_sizes: PatchMatch patch side for L = 5..1.
         radii: random-search radius (feature cells) for L = 5..1; None = the whole map.
-        alphas: blend weights alpha^L for L = 4..1 (eq. 6).
+        blend_weights: the blend weights alpha^L of eq. 6 for L = 4..1 (named so as not to be
+            confused with the PCK alphas of the evaluation).
         kappa: slope of the response sigmoid.
         tau: threshold of the response sigmoid.
         lbfgs_iters: L-BFGS iterations of the deconvolution (eq. 5) reconstructing level L: one
@@ -95,7 +96,7 @@ class AnalogyParams:
     jumps: tuple[int, ...]
     patch_sizes: tuple[int, ...]
     radii: tuple[int | None, ...]
-    alphas: tuple[float, ...]
+    blend_weights: tuple[float, ...]
     kappa: float
     tau: float
     lbfgs_iters: int | tuple[int, ...]
@@ -110,7 +111,7 @@ class AnalogyParams:
 
     def __post_init__(self) -> None:
         """Normalise sequences to tuples and check the values (:class:`ConfigError`)."""
-        for name in ("pyramid", "jumps", "patch_sizes", "radii", "alphas"):
+        for name in ("pyramid", "jumps", "patch_sizes", "radii", "blend_weights"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("pm_iters", "lbfgs_iters"):
             value = getattr(self, name)
@@ -122,8 +123,8 @@ class AnalogyParams:
             problems.append(f"patch_sizes must be 5 odd sizes (L = 5..1), got {self.patch_sizes}")
         if len(self.radii) != 5 or any(r is not None and r < 1 for r in self.radii):
             problems.append(f"radii must be 5 radii >= 1 or null (L = 5..1), got {self.radii}")
-        if len(self.alphas) != 4 or any(not 0.0 <= a <= 1.0 for a in self.alphas):
-            problems.append(f"alphas must be 4 weights in [0, 1] (L = 4..1), got {self.alphas}")
+        if len(self.blend_weights) != 4 or any(not 0.0 <= a <= 1.0 for a in self.blend_weights):
+            problems.append(f"blend_weights must be 4 weights in [0, 1] (L = 4..1), got {self.blend_weights}")
         for name, levels in (("pm_iters", 5), ("lbfgs_iters", 4)):
             value = getattr(self, name)
             counts = (value,) if isinstance(value, int) else value
@@ -167,7 +168,7 @@ class AnalogyParams:
 
     def alpha(self, level: int) -> float:
         """Blend weight alpha^L of the reconstructed ``level`` (1..4)."""
-        return self.alphas[4 - level]
+        return self.blend_weights[4 - level]
 
     def level_lbfgs_iters(self, level: int) -> int:
         """L-BFGS iterations reconstructing ``level`` (1..4)."""

@@ -10,7 +10,7 @@ For A' (B is symmetric, with the roles of A and B' swapped and phi_{b->a}):
 3. blend: ``F_A'^{L-1} = F_A^{L-1} o W + R_B'^{L-1} o (1 - W)`` (eq. 4) with
    ``W = alpha^{L-1} M`` (eq. 6), ``M = sigmoid(kappa (|F_A^{L-1}|^2_norm - tau))``
    (:func:`response_mask`), ``|F|^2_norm`` the squared feature norm min-max normalised to [0, 1]
-   over the map (the reference code's normalisation), kappa = 300, tau = 0.05. The alphas
+   over the map (the reference code's normalisation), kappa = 300, tau = 0.05. The blend weights
    default to ``{0.8, 0.7, 0.6, 0.1}`` for L = 4, 3, 2, 1. (The reference code thresholds M at
    tau instead of the paper's sigmoid; the sigmoid is used here.)
 
