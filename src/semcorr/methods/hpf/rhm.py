@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import get_gaussian_kernel2d
 from torch import Tensor
 
 from .geometry import HyperpixelGrid
@@ -37,7 +38,7 @@ from .similarity import SourceScaledCosine, Workspace, reference_cosine
 
 
 def gaussian_kernel(size: int = 7) -> Tensor:
-    """Normalised 2-D Gaussian of the reference code: sigma = size / 2 / 2.354.
+    """Normalised 2-D Gaussian of the reference code, sigma = size / 2 / 2.354 (kornia's).
 
     Args:
         size: side (odd).
@@ -45,11 +46,8 @@ def gaussian_kernel(size: int = 7) -> Tensor:
     Returns:
         (size, size) float32 summing to 1.
     """
-    sigma_sq = (torch.tensor(float(size)) / 2 / 2.354) ** 2
-    half = (size - 1) / 2
-    axis = torch.arange(-half, half + 1, dtype=torch.float32)
-    g = torch.exp(-(axis[None, :] ** 2 / 2 / sigma_sq + axis[:, None] ** 2 / 2 / sigma_sq))
-    return g / g.sum()
+    sigma = size / 2 / 2.354
+    return get_gaussian_kernel2d((size, size), (sigma, sigma))[0]
 
 
 @dataclass(frozen=True)
