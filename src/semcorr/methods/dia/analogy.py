@@ -42,7 +42,6 @@ The presets (the paper's settings, and the fast default) are config files: ``con
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -52,6 +51,7 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.backbones.inversion import IMAGE_INPUT, subnetwork
 from semcorr.errors import ConfigError
+from semcorr.timing import StageClock
 
 from .aggregate import vote
 from .patchmatch import PatchField, descriptors, patchmatch, random_nnf, side, upsample_nnf
@@ -198,26 +198,6 @@ class AnalogyResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-class _Clock:
-    """Stage timer (synchronises CUDA so that GPU time lands in the right stage)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.seconds: dict[str, float] = {}
-        self._last = self._now()
-
-    def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        """Charge the time since the previous lap to stage ``name``."""
-        now = self._now()
-        self.seconds[name] = now - self._last
-        self._last = now
-
-
 def _working(img: Tensor, max_side: int | None) -> Tensor:
     """(3, H, W) image downscaled so that its longer side is at most ``max_side``."""
     h, w = img.shape[-2:]
@@ -256,7 +236,8 @@ def deep_image_analogy(backbone: Backbone, a: Tensor, b_prime: Tensor, params: A
     """
     levels = params.levels
     layers = [params.layer(level) for level in levels]  # coarse to fine
-    clock = _Clock(a.device)
+    seconds: dict[str, float] = {}
+    clock = StageClock(seconds, device=a.device)
     generator = torch.Generator(device=a.device).manual_seed(params.seed)
     images = (_working(a, params.max_side), _working(b_prime, params.max_side))
     reference = params.deconv_form == "reference"
@@ -330,6 +311,5 @@ def deep_image_analogy(backbone: Backbone, a: Tensor, b_prime: Tensor, params: A
     a_prime = vote(b_prime, nnf_ab, params.output_patch)
     b = vote(a, nnf_ba, params.output_patch)
     clock.lap("aggregate")
-    seconds = dict(clock.seconds)
-    seconds["total"] = sum(clock.seconds.values())
+    seconds["total"] = sum(seconds.values())
     return AnalogyResult(nnf_ab=nnf_ab, nnf_ba=nnf_ba, a_prime=a_prime, b=b, level_nnfs=level_nnfs, seconds=seconds)
