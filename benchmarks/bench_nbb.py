@@ -16,8 +16,9 @@ through the same buddies, so the table compares them on identical matches. Witho
 / ``--densify`` / ``--mls`` the config's settings are used.
 
 Time (median per pair; ``--clock cpu`` counts the process CPU time): features of both images
-(uncached: every pair computes both; an evaluation run caches them per image), matching per
-level, top-k selection, densification and MLS transfer of the config's variant. With random
+(uncached: every pair computes both), matching per level, top-k selection, densification and MLS
+transfer of the first variant; and ``forward``: the config's matcher called as the evaluation
+loop calls it (features cached per image, top-k, transfer, warped source), the number that counts. With random
 weights (``backbone.net.weights=none``, the only VGG-19 offline) the PCK is meaningless and the
 matching time is an upper bound: random features keep many more buddies than trained ones.
 """
@@ -62,6 +63,13 @@ def main() -> None:
     rules = [parse_rule(text) for text in args.densify] if args.densify else [(base.densify, base.outlier_px / base.strides[base.levels[0] - 1])]
     kinds = args.mls or [base.transfer_mls]
     alphas = list(cfg.alphas)
+    forward = []
+    for index in indices:
+        sample = dataset[index]
+        tic = clock()
+        with torch.no_grad():
+            base(sample["src_img"][None], sample["trg_img"][None], sample["src_kps"][None], [sample["src_path"]], [sample["trg_path"]])
+        forward.append(clock() - tic)
     print(f"NBB, {cfg.backbone.net.name} ({cfg.backbone.net.weights}), {dataset.name}, {len(indices)} pairs, "
           f"{torch.get_num_threads()} thread(s), {args.clock} clock; PCK at alpha {', '.join(f'{a:g}' for a in alphas)}")
     for levels in level_sets:
@@ -100,6 +108,8 @@ def main() -> None:
             print(f"  densify {name:<9} mls {kind:<10} PCK {percent(values)}")
         print("  median s/pair: " + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in stages.items())
               + f", total {statistics.median(total):.3f}")
+    print(f"forward as in evaluate.py ({base.levels}, densify {base.densify}, {base.transfer_mls}): median "
+          f"{statistics.median(forward):.3f} s/pair, mean {statistics.fmean(forward):.3f}")
 
 
 if __name__ == "__main__":

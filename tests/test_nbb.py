@@ -289,16 +289,20 @@ def test_affine_mls_of_two_pairs_fits_their_line():
     assert two[0].tolist() == pytest.approx([10.0, 3.0], abs=1e-4)  # exact along, unscaled across
 
 
-def test_leave_one_out_predicts_each_control_from_the_others():
+@pytest.mark.parametrize("kind", ["affine", "similarity", "rigid"])
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_leave_one_out_predicts_each_control_from_the_others(kind, alpha):
     p = _controls(10)
     q = p + torch.tensor([5.0, -2.0])  # a translation: every pair agrees with the others
-    assert torch.allclose(leave_one_out(p, q), q, atol=1e-3)
-    bent = q.clone()
+    assert torch.allclose(leave_one_out(p, q, alpha, kind), q, atol=1e-3)
+    bent = q + torch.randn(10, 2, generator=torch.Generator().manual_seed(4)) * 3
     bent[3] += torch.tensor([40.0, 0.0])
-    predicted = leave_one_out(p, bent)
-    assert torch.allclose(predicted[3], q[3], atol=2.0)  # the others still say where 3 belongs
-    by_hand = mls_map(torch.cat([p[:3], p[4:]]), torch.cat([bent[:3], bent[4:]]), p[3:4])
-    assert torch.allclose(predicted[3:4], by_hand, atol=1e-6)
+    predicted = leave_one_out(p, bent, alpha, kind)
+    for i in range(10):  # the definition: MLS of the other nine pairs at control i
+        others = torch.arange(10) != i
+        by_hand = mls_map(p[others], bent[others], p[i : i + 1], alpha, kind)
+        assert torch.allclose(predicted[i : i + 1], by_hand, atol=1e-4), i
+    assert (predicted[3] - q[3]).norm() < (predicted[3] - bent[3]).norm()  # the others do not follow 3
     assert torch.isnan(leave_one_out(p[:1], q[:1])).all()
 
 

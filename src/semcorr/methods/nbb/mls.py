@@ -93,34 +93,6 @@ def _apply(u: Tensor, q: Tensor, w: Tensor, kind: str) -> Tensor:
     return q_star + torch.stack([moved.real, moved.imag], dim=-1)
 
 
-def _mls(src_ctrl: Tensor, dst_ctrl: Tensor, query: Tensor, alpha: float, kind: str, self_index: bool) -> Tensor:
-    """Shared body of :func:`mls_map` and :func:`leave_one_out` (``self_index``: query i is control
-    i, whose weight is zeroed)."""
-    _check_kind(kind)
-    out_dtype = query.dtype if query.is_floating_point() else torch.float32
-    n, k = query.shape[0], src_ctrl.shape[0]
-    if k == 0 or n == 0 or (self_index and k == 1):
-        return torch.full((n, 2), math.nan, dtype=out_dtype, device=query.device)
-    p = src_ctrl.to(torch.float64)
-    q_mean = dst_ctrl.to(torch.float64).mean(dim=0)
-    q = dst_ctrl.to(torch.float64) - q_mean  # centred: the moments below stay small
-    v_all = query.to(torch.float64)
-    bad = ~torch.isfinite(v_all).all(dim=1)
-    v_all = torch.where(bad[:, None], torch.zeros_like(v_all), v_all)
-    step = max(1, _CHUNK_ELEMS // k)
-    outs = []
-    for start in range(0, n, step):
-        v = v_all[start : start + step]  # (n, 2)
-        u = p[None] - v[:, None]  # (n, K, 2)
-        w = u.square().sum(-1).clamp_min(_TINY).pow(-alpha)  # (n, K)
-        if self_index:
-            rows = torch.arange(v.shape[0], device=v.device)
-            w[rows, rows + start] = 0.0
-        outs.append(_apply(u, q, w, kind))
-    out = (torch.cat(outs) + q_mean).to(out_dtype)
-    return out.masked_fill(bad[:, None], math.nan)
-
-
 def mls_map(src_ctrl: Tensor, dst_ctrl: Tensor, query: Tensor, alpha: float = 1.0, kind: str = "affine") -> Tensor:
     """MLS map of ``query`` points defined by control pairs ``src_ctrl -> dst_ctrl``.
 
@@ -135,21 +107,88 @@ def mls_map(src_ctrl: Tensor, dst_ctrl: Tensor, query: Tensor, alpha: float = 1.
         (N, 2) f(v) in ``query``'s dtype; every row NaN when K == 0. f(p_i) = q_i, and any global
         map of the kind's class through the controls is reproduced to rounding error.
     """
-    return _mls(src_ctrl, dst_ctrl, query, alpha, kind, self_index=False)
+    _check_kind(kind)
+    out_dtype = query.dtype if query.is_floating_point() else torch.float32
+    n, k = query.shape[0], src_ctrl.shape[0]
+    if k == 0 or n == 0:
+        return torch.full((n, 2), math.nan, dtype=out_dtype, device=query.device)
+    p = src_ctrl.to(torch.float64)
+    q_mean = dst_ctrl.to(torch.float64).mean(dim=0)
+    q = dst_ctrl.to(torch.float64) - q_mean  # centred: the moments below stay small
+    v_all = query.to(torch.float64)
+    bad = ~torch.isfinite(v_all).all(dim=1)
+    v_all = torch.where(bad[:, None], torch.zeros_like(v_all), v_all)
+    step = max(1, _CHUNK_ELEMS // k)
+    outs = []
+    for start in range(0, n, step):
+        v = v_all[start : start + step]  # (n, 2)
+        u = p[None] - v[:, None]  # (n, K, 2)
+        w = u.square().sum(-1).clamp_min(_TINY).pow(-alpha)  # (n, K)
+        outs.append(_apply(u, q, w, kind))
+    out = (torch.cat(outs) + q_mean).to(out_dtype)
+    return out.masked_fill(bad[:, None], math.nan)
 
 
 def leave_one_out(src_ctrl: Tensor, dst_ctrl: Tensor, alpha: float = 1.0, kind: str = "affine") -> Tensor:
     """Each control point mapped by the MLS map of the other pairs.
 
+    The queries are the control points themselves with their own weight zeroed, so no weight is
+    singular (distinct controls) and every weighted moment is one product of the (K, K) weight
+    matrix with per-control terms (``sum_i w_ji f_i = (W f)_j``): O(K^2) multiply-adds, no
+    (K, K, 2) intermediates.
+
     Args:
-        src_ctrl: (K, 2) control points (x, y).
+        src_ctrl: (K, 2) distinct control points (x, y).
         dst_ctrl: (K, 2) their images.
         alpha / kind: as :func:`mls_map`.
 
     Returns:
         (K, 2) predictions of ``dst_ctrl`` (NaN when K < 2).
     """
-    return _mls(src_ctrl, dst_ctrl, src_ctrl, alpha, kind, self_index=True)
+    _check_kind(kind)
+    k = src_ctrl.shape[0]
+    out_dtype = dst_ctrl.dtype if dst_ctrl.is_floating_point() else torch.float32
+    if k < 2:
+        return torch.full((k, 2), math.nan, dtype=out_dtype, device=src_ctrl.device)
+    origin = src_ctrl.to(torch.float64).mean(dim=0)
+    p = src_ctrl.to(torch.float64) - origin  # centred: the moments below stay small
+    q_mean = dst_ctrl.to(torch.float64).mean(dim=0)
+    q = dst_ctrl.to(torch.float64) - q_mean
+    w = torch.cdist(p, p).square().clamp_min(_TINY).pow(-alpha)
+    w.fill_diagonal_(0.0)
+    w = w / w.sum(dim=1, keepdim=True)
+    p_star, q_star = w @ p, w @ q  # (K, 2)
+    px, py, qx, qy = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
+    ux, uy = (p - p_star).unbind(1)  # v - p*, the query being the control itself
+    if kind == "affine":
+        # sum_i w p^_i^T p^_i and sum_i w p^_i^T q^_i, row vectors (2 x 2 each)
+        terms = torch.stack([px * px, px * py, py * py, px * qx, px * qy, py * qx, py * qy], dim=1)
+        m = w @ terms
+        sxx = m[:, 0] - p_star[:, 0] ** 2
+        sxy = m[:, 1] - p_star[:, 0] * p_star[:, 1]
+        syy = m[:, 2] - p_star[:, 1] ** 2
+        pq = torch.stack([
+            m[:, 3] - p_star[:, 0] * q_star[:, 0], m[:, 4] - p_star[:, 0] * q_star[:, 1],
+            m[:, 5] - p_star[:, 1] * q_star[:, 0], m[:, 6] - p_star[:, 1] * q_star[:, 1],
+        ], dim=1).view(k, 2, 2)
+        pp = torch.stack([sxx, sxy, sxy, syy], dim=1).view(k, 2, 2)
+        lam = (_RIDGE * (sxx + syy) + _TINY)[:, None, None] * torch.eye(2, dtype=p.dtype, device=p.device)
+        matrix = torch.linalg.solve(pp + lam, pq + lam)
+        moved = (torch.stack([ux, uy], dim=1)[:, None] @ matrix).squeeze(1)
+    else:
+        # complex m = sum w conj(p^) q^ / sum w |p^|^2 with p^ = p - p*, q^ = q - q*
+        terms = torch.stack([px * px + py * py, px * qx + py * qy, px * qy - py * qx], dim=1)
+        m = w @ terms
+        mu = m[:, 0] - p_star.square().sum(1)
+        real = m[:, 1] - (p_star[:, 0] * q_star[:, 0] + p_star[:, 1] * q_star[:, 1])
+        imag = m[:, 2] - (p_star[:, 0] * q_star[:, 1] - p_star[:, 1] * q_star[:, 0])
+        lam = _RIDGE * mu + _TINY
+        real, imag = (real + lam) / (mu + lam), imag / (mu + lam)
+        if kind == "rigid":
+            norm = torch.sqrt(real**2 + imag**2).clamp_min(1e-300)
+            real, imag = real / norm, imag / norm
+        moved = torch.stack([ux * real - uy * imag, ux * imag + uy * real], dim=1)
+    return (q_star + moved + q_mean).to(out_dtype)
 
 
 def mls_grid(
