@@ -2,13 +2,14 @@
 
 Usage::
 
-    python benchmarks/bench_hpf.py --backbone mobilenet_v2 --layers 3,6,10,13 --pairs 90
-    python benchmarks/bench_hpf.py --backbone resnet101 --layers 2,17,21,22,25,26,28 --pairs 45
+    python benchmarks/bench_hpf.py --pairs-per-category 18                # method=hpf, MobileNetV2 default set
+    python benchmarks/bench_hpf.py --pairs-per-category 18 'method.layers=[3,6,10,13]'
+    python benchmarks/bench_hpf.py --pairs-per-category 9 backbone=resnet101
 
-Pairs are the PF-WILLOW test pairs (every ordered pair of distinct images inside a sub-class,
-sub-classes in name order) of ``--data``; images are resized to a longer side of at most 300
-(bilinear, ``align_corners=False``) and keypoints with them. Weights default to ``none`` (random):
-speed does not depend on them.
+The method, backbone and pairs come from the project's configs and dataset (``method=hpf
+dataset=pfwillow`` with the PF-WILLOW root of ``../shared/data`` and random weights,
+``backbone.net.weights=none``, by default: speed does not depend on the weights; any Hydra override
+follows the options), so images are resized exactly as in ``evaluate.py`` (longer side at most 300).
 
 Two runs: ``cached`` passes image ids so every image goes through the backbone once, as in an
 evaluation run; ``uncached`` runs the backbone for both images of every pair. Each prints the
@@ -31,36 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import scipy.io
 import torch
-from PIL import Image
+from hydra.utils import instantiate
 
-from semcorr.backbones import load_backbone
-from semcorr.data.transforms import Resize, resize_image
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.hpf.rhm import match_fast
 from semcorr.methods.hpf.transfer import transfer_points
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "PF-dataset-WILLOW"
-
-
-def load_pairs(root: Path, count: int) -> list[tuple[str, str]]:
-    """The first ``count`` PF-WILLOW pairs: ordered pairs of distinct images per sub-class."""
-    pairs = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = sorted(str(p) for p in sub.glob("*.png"))
-        pairs += [(a, b) for a in images for b in images if a != b]
-    return pairs[:count]
-
-
-def load_image(path: str, resize: Resize) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image (1, 3, H, W) in [0, 1] resized, and its keypoints (10, 2) scaled alike."""
-    img = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
-    h, w = img.shape[-2:]
-    kps = torch.from_numpy(scipy.io.loadmat(path[:-4] + ".mat")["pts_coord"].T.astype(np.float32))
-    sx, sy = resize.scale_factors(h, w)
-    return resize_image(img, resize.target_size(h, w))[None], kps * torch.tensor([sx, sy])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pairs import add_pair_arguments, setup  # noqa: E402
 
 
 def stage_times(model: HyperpixelFlow, src, trg, src_id, trg_id, clock) -> dict[str, float]:
@@ -95,44 +75,25 @@ def run(model: HyperpixelFlow, pairs, images, cached: bool, clock) -> dict[str, 
     return times
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--layers", default="3,6,10,13", help="comma-separated layer ids")
-    parser.add_argument("--pairs", type=int, default=90)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--weights", default="none")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--clock",
-        choices=("wall", "cpu"),
-        default="wall",
-        help="wall time, or process CPU time (summed over threads; with --threads 1 about the wall "
-        "time on an idle core, and robust to other processes)",
-    )
-    args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"PF-WILLOW not found at {args.data}; pass --data", file=sys.stderr)
-        return 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    layers = [int(v) for v in args.layers.split(",")]
-    backbone = load_backbone(args.backbone, args.weights, args.device)
-    model = HyperpixelFlow(backbone, layers).to(args.device)
-    pairs = load_pairs(args.data, args.pairs)
-    resize = Resize(max_side=300)
-    images = {}
-    for path in sorted({p for pair in pairs for p in pair}):
-        img, kps = load_image(path, resize)
-        images[path] = (img.to(args.device), kps.to(args.device))
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_pair_arguments(parser)
+    args = parser.parse_args()
+    cfg, dataset, indices = setup(args, ["method=hpf", "backbone.net.weights=none"])
+    model = instantiate(cfg.method)
+    images, pairs = {}, []
+    for index in indices:
+        sample = dataset[index]
+        images[sample["src_path"]] = (sample["src_img"][None], sample["src_kps"])
+        images.setdefault(sample["trg_path"], (sample["trg_img"][None], sample["trg_kps"]))
+        pairs.append((sample["src_path"], sample["trg_path"]))
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     with torch.no_grad():
         a, b = pairs[0]
         model(images[a][0], images[b][0], images[a][1][None])  # warm-up
         print(
-            f"{args.backbone} layers={layers} pairs={len(pairs)} images={len(images)} "
-            f"threads={torch.get_num_threads()} device={args.device} clock={args.clock}"
+            f"{cfg.backbone.net.name} layers={list(model.layers)} pairs={len(pairs)} images={len(images)} "
+            f"threads={torch.get_num_threads()} clock={args.clock}"
         )
         stages = ("backbone", "similarity", "voting", "transfer", "total")
         print(f"{'median s/pair':<14}" + "".join(f"{k:>12}" for k in stages))

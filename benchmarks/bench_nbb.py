@@ -1,77 +1,115 @@
-"""Speed (and PCK) of Neural Best Buddies on real PF-WILLOW pairs, stage by stage.
+"""Neural Best Buddies on real pairs: PCK of densification variants on the same buddies, and time
+per stage.
 
-    python benchmarks/bench_nbb.py --backbone vgg19 --pairs 10 --size 224
-    python benchmarks/bench_nbb.py --backbone mobilenet_v2 --pairs 50
+    python benchmarks/bench_nbb.py                                    # all PF-WILLOW pairs, method=nbb
+    python benchmarks/bench_nbb.py --categories 'car(M)' 'duck(S)' --levels 5,4,3,2 5,4,3 5,4
+    python benchmarks/bench_nbb.py --densify all local:1 local:2 local:4 --mls affine rigid
+    python benchmarks/bench_nbb.py --pairs-per-category 2 backbone=vgg19 backbone.net.weights=none
 
-Images are read with PIL and resized to ``size`` x ``size`` (bilinear), keypoints scaled with
-them. Pairs are ordered pairs of distinct images inside a sub-class, taken round-robin over the
-sub-classes. Reported: median seconds per pair of each stage (features of both images, matching
-at each level, top-k selection, MLS keypoint transfer + warped source) and of the whole pair
-(after ``--warmup`` untimed pairs), the number of final pairs, and PCK at alpha 0.05/0.1/0.15
-with PF-WILLOW's threshold (max extent of the target keypoints). With ``--weights none`` (random
-VGG-19, the only VGG-19 offline) the PCK is meaningless; the timing is not.
+The method, backbone and dataset come from the project's configs (``method=nbb dataset=pfwillow``
+with the PF-WILLOW root of ``../shared/data`` by default; Hydra overrides follow the options) and
+the pairs are read by the project's dataset (PF-WILLOW: max side 300, T = max extent of the
+target keypoints, per-pair PCK averaged over pairs). For every level set of ``--levels`` the
+best buddies of each pair are found once; every densification rule of ``--densify``
+(``all`` or ``local:<outlier_cells>``) and MLS kind of ``--mls`` then transfers the keypoints
+through the same buddies, so the table compares them on identical matches. Without ``--levels``
+/ ``--densify`` / ``--mls`` the config's settings are used.
+
+Time (median per pair; ``--clock cpu`` counts the process CPU time): features of both images
+(uncached: every pair computes both), matching per level, top-k selection, densification and MLS
+transfer of the first variant; and ``forward``: the config's matcher called as the evaluation
+loop calls it (features cached per image, top-k, transfer, warped source), the number that counts. With random
+weights (``backbone.net.weights=none``, the only VGG-19 offline) the PCK is meaningless and the
+matching time is an upper bound: random features keep many more buddies than trained ones.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import statistics
+import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 
-from semcorr.backbones import load_backbone
-from semcorr.methods.nbb import NeuralBestBuddies
+from semcorr.methods.nbb.densify import consistent_buddies
+from semcorr.methods.nbb.mls import mls_map
+from semcorr.metrics.pck import pck_per_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from willow import ALPHAS, add_pair_arguments, load, start, willow_pairs  # noqa: E402
+from pairs import add_pair_arguments, percent, setup  # noqa: E402
+
+
+def parse_rule(text: str) -> tuple[str, float]:
+    """``all`` or ``local:<cells>`` -> (rule, outlier cells)."""
+    rule, _, cells = text.partition(":")
+    return rule, float(cells) if cells else 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_pair_arguments(parser, pairs=10)
-    parser.add_argument("--levels", type=int, nargs="+", default=[5, 4, 3, 2, 1])
+    add_pair_arguments(parser)
+    parser.add_argument("--levels", nargs="*", default=None, help="level sets, e.g. 5,4,3,2 5,4")
+    parser.add_argument("--densify", nargs="*", default=None, help="rules: all, local:<outlier_cells>")
+    parser.add_argument("--mls", nargs="*", default=None, help="MLS kinds of the transfer")
     args = parser.parse_args()
-    weights = start(args)
-    torch.manual_seed(0)
-    matcher = NeuralBestBuddies(load_backbone(args.backbone, weights), levels=args.levels)
-    pairs = willow_pairs(args.root, args.pairs + args.warmup)
-    stages: dict[str, list[float]] = {}
-    counts, pck = [], {a: [] for a in ALPHAS}
-    for n, (src_path, trg_path) in enumerate(pairs):
-        (src, src_kps), (trg, trg_kps) = load(src_path, args.size), load(trg_path, args.size)
-        times: dict[str, float] = {}
-        tic = time.perf_counter()
-        feats_src, feats_trg = matcher.features(src), matcher.features(trg)
-        times["features"] = time.perf_counter() - tic
-        corr = matcher.match([f[0] for f in feats_src], [f[0] for f in feats_trg], (args.size,) * 2, (args.size,) * 2)
-        for level, seconds in zip(matcher.levels, corr.buddies.seconds):
-            times[f"level {level}"] = seconds
-        tic = time.perf_counter()
-        matcher.select(corr)
-        times["selection"] = time.perf_counter() - tic
-        tic = time.perf_counter()
-        pred = matcher.transfer(corr, src_kps)
-        matcher.warp(src[0], corr, (args.size, args.size))
-        times["mls"] = time.perf_counter() - tic
-        times["total"] = sum(times.values())
-        if n < args.warmup:
-            continue
-        for name, seconds in times.items():
-            stages.setdefault(name, []).append(seconds)
-        counts.append(int(corr.src.shape[0]))
-        threshold = float((trg_kps.max(0).values - trg_kps.min(0).values).max())
-        err = (pred - trg_kps).norm(dim=1)
-        for a in ALPHAS:
-            pck[a].append(float(((err <= a * threshold) & torch.isfinite(err)).float().mean()))
-    print(f"NBB {args.backbone} (weights={weights}), {args.size}x{args.size}, {len(counts)} PF-WILLOW pairs, "
-          f"{torch.get_num_threads()} threads, levels {args.levels}")
-    for name, values in stages.items():
-        print(f"  {name:<10} median {statistics.median(values):7.3f} s")
-    print(f"  final pairs per pair: median {statistics.median(counts):.0f} (min {min(counts)}, max {max(counts)})")
-    print("  PCK " + ", ".join(f"@{a}: {100 * statistics.mean(v):.1f}" for a, v in pck.items()))
+    cfg, dataset, indices = setup(args, ["method=nbb"])
+    base = instantiate(cfg.method)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    level_sets = [[int(v) for v in text.split(",")] for text in args.levels] if args.levels else [base.levels]
+    rules = [parse_rule(text) for text in args.densify] if args.densify else [(base.densify, base.outlier_px / base.strides[base.levels[0] - 1])]
+    kinds = args.mls or [base.transfer_mls]
+    alphas = list(cfg.alphas)
+    forward = []
+    for index in indices:
+        sample = dataset[index]
+        tic = clock()
+        with torch.no_grad():
+            base(sample["src_img"][None], sample["trg_img"][None], sample["src_kps"][None], [sample["src_path"]], [sample["trg_path"]])
+        forward.append(clock() - tic)
+    print(f"NBB, {cfg.backbone.net.name} ({cfg.backbone.net.weights}), {dataset.name}, {len(indices)} pairs, "
+          f"{torch.get_num_threads()} thread(s), {args.clock} clock; PCK at alpha {', '.join(f'{a:g}' for a in alphas)}")
+    for levels in level_sets:
+        matcher = instantiate(cfg.method, levels=levels, densify="all")
+        top_stride = matcher.strides[levels[0] - 1]
+        pck: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+        stages: dict[str, list[float]] = defaultdict(list)
+        counts: list[tuple[int, int]] = []
+        for index in indices:
+            sample = dataset[index]
+            src, trg = sample["src_img"][None], sample["trg_img"][None]
+            tic = clock()
+            feats_src, feats_trg = matcher.features(src)[0], matcher.features(trg)[0]
+            stages["features"].append(clock() - tic)
+            corr = matcher.match(feats_src, feats_trg, tuple(src.shape[-2:]), tuple(trg.shape[-2:]))
+            for level, seconds in zip(levels, corr.buddies.seconds):
+                stages[f"level {level}"].append(seconds)
+            tic = clock()
+            matcher.select(corr)
+            stages["selection"].append(clock() - tic)
+            threshold = torch.tensor([sample["pck_threshold"]])
+            for rule, cells in rules:
+                for kind in kinds:
+                    tic = clock()
+                    kept = consistent_buddies(corr.src, corr.trg, rule, cells * top_stride, matcher.mls_alpha, kind)
+                    pred = mls_map(corr.src[kept], corr.trg[kept], sample["src_kps"], matcher.mls_alpha, kind)
+                    if (rule, cells, kind) == (rules[0] + (kinds[0],)):
+                        stages["densify + MLS"].append(clock() - tic)
+                        counts.append((int(corr.src.shape[0]), int(kept.sum())))
+                    pck[(rule, cells, kind)].append(pck_per_pair(pred[None], sample["trg_kps"][None], threshold, alphas)[0])
+        total = [sum(values[i] for values in stages.values()) for i in range(len(indices))]
+        print(f"levels {levels} (layers {[matcher.layers[lv] for lv in levels]}), buddies per pair: median "
+              f"{statistics.median(c[0] for c in counts):.0f}, kept {statistics.median(c[1] for c in counts):.0f}")
+        for (rule, cells, kind), values in pck.items():
+            name = rule if rule == "all" else f"{rule}:{cells:g}"
+            print(f"  densify {name:<9} mls {kind:<10} PCK {percent(values)}")
+        print("  median s/pair: " + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in stages.items())
+              + f", total {statistics.median(total):.3f}")
+    print(f"forward as in evaluate.py ({base.levels}, densify {base.densify}, {base.transfer_mls}): median "
+          f"{statistics.median(forward):.3f} s/pair, mean {statistics.fmean(forward):.3f}")
 
 
 if __name__ == "__main__":

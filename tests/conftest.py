@@ -24,6 +24,27 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
         return compose(name, overrides=[*overrides, f"paths.output_dir={output_dir}"])
 
 
+def build_method(method: str, overrides: list[str] = (), backbone: str = "mobilenet_v2", weights: str = "none"):
+    """Instantiate ``conf/method/<method>.yaml`` (the only place method defaults live) with a
+    backbone and overrides, e.g. ``build_method("dia", ["method.pm_iters=2"])``. A user error
+    (:class:`SemcorrError`) raised inside is re-raised as itself, as the CLI reports it."""
+    from semcorr.cli import find_user_error
+    from semcorr.lit.evaluate import build_method as instantiate_method
+
+    cfg = compose_config(
+        "evaluate",
+        [f"method={method}", f"backbone={backbone}", f"backbone.net.weights={weights}", "logger=none", *overrides],
+        Path("/tmp/semcorr-tests-unused"),
+    )
+    try:
+        return instantiate_method(cfg.method)
+    except Exception as exc:
+        error = find_user_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
 def shared_data(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test saying it is absent."""
     path = SHARED_DATA.joinpath(*parts)

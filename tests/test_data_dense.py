@@ -109,7 +109,7 @@ def test_tss_real_sample_pairs_and_samples():
 
 @needs_tss_sample
 def test_tss_real_flow_direction_matches_corr_txt():
-    """flow1 (resized, Matcher.dense_flow convention) carries image1's corr.txt points onto image2's."""
+    """flow1 (resized, the convention of MatchOutput.flow) carries image1's corr.txt points onto image2's."""
     ds = TSSDataset(TSS_SAMPLE, categories=["PASCAL"], max_pairs=1)  # bike_01_02_1to2
     s = ds[0]
     corr = np.loadtxt(TSS_SAMPLE / "PASCAL" / "bike_01_02" / "corr.txt")

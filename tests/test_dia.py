@@ -8,23 +8,22 @@ machine OpenMP barriers of two threads cost far more than the work.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import asdict
 
 import pytest
 import torch
 from PIL import Image
 from torch import nn
 
-from conftest import compose_config, shared_data
+from conftest import build_method, compose_config, shared_data
 from semcorr.backbones import load_backbone
+from semcorr.backbones.inversion import IMAGE_INPUT, deconvolve, subnetwork
 from semcorr.data.images import load_image
 from semcorr.data.transforms import resize_image
 from semcorr.errors import ConfigError
-from semcorr.lit.evaluate import build_method
-from semcorr.methods.dia import PRESETS, AnalogyParams, DeepImageAnalogy, save_analogy, transfer_points
-from semcorr.methods.dia import matcher as matcher_module
+from semcorr.grid import move_points
+from semcorr.methods.dia import AnalogyParams, DeepImageAnalogy, deep_image_analogy, nnf_to_flow, save_analogy
+from semcorr.methods.dia import analogy as analogy_module
 from semcorr.methods.dia.aggregate import vote
-from semcorr.methods.dia.deconv import deconvolve, subnetwork
 from semcorr.methods.dia.patchmatch import PatchField, descriptors, patchmatch, random_nnf, side, upsample_nnf
 from semcorr.methods.dia.reconstruct import blend, response_mask
 from semcorr.viz.strip import LABEL_HEIGHT
@@ -164,42 +163,46 @@ def test_deconvolution_recovers_input_of_small_conv_net():
     assert torch.equal(deconvolve(net, target, start, iterations=0), start)
 
 
-@pytest.mark.parametrize("name", ["vgg19", "mobilenet_v2", "resnet50"])
-def test_subnetwork_maps_one_level_to_the_next(name):
+@pytest.mark.parametrize(
+    "name, layers", [("vgg19", [0, 1, 2, 3, 4]), ("mobilenet_v2", [1, 3, 6, 13]), ("resnet50", [0, 3, 7, 13])]
+)
+def test_subnetwork_maps_one_level_to_the_next(name, layers):
     backbone = load_backbone(name, "none")
-    pyramid = list(backbone.pyramid)
+    img = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        feats = backbone(torch.rand(1, 3, 64, 64), pyramid)
-        for k in range(1, len(pyramid)):
-            out = subnetwork(backbone, pyramid[k - 1], pyramid[k])(feats[k - 1])
+        feats = backbone(img, layers)
+        for k in range(1, len(layers)):
+            out = subnetwork(backbone, layers[k - 1], layers[k])(feats[k - 1])
             assert torch.allclose(out, feats[k], rtol=1e-4, atol=1e-5), (name, k)
+        # from the normalised image (the reference deconvolution form's lowest variable)
+        normalised = (img - backbone.mean) / backbone.std
+        assert torch.allclose(subnetwork(backbone, IMAGE_INPUT, layers[0])(normalised), feats[0], rtol=1e-4, atol=1e-5)
     with pytest.raises(ConfigError):
-        subnetwork(backbone, pyramid[1], pyramid[0])
+        subnetwork(backbone, layers[1], layers[0])
 
 
 # --- the matcher ------------------------------------------------------------------------------
 
 
-def _tiny_matcher(**changes) -> DeepImageAnalogy:
-    settings = {**asdict(PRESETS["fast"]), "pm_iters": 2, "lbfgs_iters": 2, **changes}
-    return DeepImageAnalogy(load_backbone("mobilenet_v2", "none"), **settings)
+def _tiny_matcher(*overrides: str) -> DeepImageAnalogy:
+    return build_method("dia", ["method.pm_iters=2", "method.lbfgs_iters=2", *overrides])
 
 
-def test_matcher_outputs_cache_and_reverse(monkeypatch):
+def test_matcher_one_pass_gives_points_flows_and_extras(monkeypatch):
     matcher = _tiny_matcher()
     calls = []
-    real = matcher_module.deep_image_analogy
-    monkeypatch.setattr(matcher_module, "deep_image_analogy", lambda *a: calls.append(1) or real(*a))
+    real = analogy_module.deep_image_analogy
+    monkeypatch.setattr("semcorr.methods.dia.matcher.deep_image_analogy", lambda *a: calls.append(1) or real(*a))
     src, trg = torch.rand(1, 3, 64, 48), torch.rand(1, 3, 56, 64)
     points = torch.tensor([[[3.0, 5.0], [20.5, 30.25], [float("nan"), float("nan")]]])
     with torch.inference_mode():  # as in the Lightning test loop
-        out = matcher(src, trg, points, ["s"], ["t"])
-        flow = matcher.dense_flow(src, trg, ["s"], ["t"])
-        back = matcher.dense_flow(trg, src, ["t"], ["s"])
-    assert len(calls) == 1  # forward, dense_flow and the reversed pair share one analogy
+        out = matcher(src, trg, points, ["s"], ["t"], dense="forward")
+        back = matcher(src, trg, points, ["s"], ["t"], dense="backward")
+    assert len(calls) == 2  # one analogy per call, whatever it returns
+    flow = out.flow
     assert out.points.shape == (1, 3, 2)
     assert torch.isnan(out.points[0, 2]).all() and torch.isfinite(out.points[0, :2]).all()
-    assert flow.shape == (1, 2, 64, 48) and back.shape == (1, 2, 56, 64)
+    assert flow.shape == (1, 2, 64, 48) and back.flow.shape == (1, 2, 56, 64)
     # integer query: exactly the dense flow
     assert out.points[0, 0].tolist() == pytest.approx((torch.tensor([3.0, 5.0]) + flow[0, :, 5, 3]).tolist())
     # mappings stay inside the other image
@@ -208,21 +211,39 @@ def test_matcher_outputs_cache_and_reverse(monkeypatch):
     assert out.extras["warped"].shape == (1, 3, 56, 64)
     assert out.extras["analogy_a_prime"].shape == (1, 3, 64, 48)
     assert out.extras["analogy_b"].shape == (1, 3, 56, 64)
-    # the warped source is made of source pixels
-    result = matcher.analyse(src, trg, ["s"], ["t"])[0]
+    # the warped source is made of source pixels, through Phi_{b->a} = the backward flow
+    result = matcher.analyse(src, trg)[0]
     ys, xs = result.nnf_ba[..., 0], result.nnf_ba[..., 1]
     assert torch.equal(out.extras["warped"][0], src[0][:, ys, xs])
-    # the reversed pair is answered with Phi_{b->a}, and A'/B swap
-    assert torch.equal(back[0], matcher_module._flow(result.nnf_ba))
-    flipped = matcher.analyse(trg, src, ["t"], ["s"])[0]
-    assert flipped.a_prime is result.b and flipped.nnf_ab is result.nnf_ba
-    # different ids: computed again
-    matcher(src, trg, points, ["s2"], ["t"])
-    assert len(calls) == 2
+    assert torch.equal(back.flow[0], nnf_to_flow(result.nnf_ba))
+    assert out.flow is not None and matcher(src, trg, points).flow is None
+
+
+def test_eq2_pairs_fa_with_fb_and_fa_prime_with_fb_prime_at_the_call_site(monkeypatch):
+    """At the finer level, make F_B(y) = F_A(y - s) and F_A'(x) = F_B'(x + s) (the latents the
+    reconstruction would return are replaced): only the paper's pairing, ||F_A - F_B||^2 +
+    ||F_A' - F_B'||^2, has zero cost at the shift s for every pixel, so the NNF of that level is
+    the shift. The swapped pairing (F_A with F_B', F_A' with F_B) compares unrelated maps."""
+    shift = (2, 3)  # (dy, dx) in cells of the finer level
+
+    def latents(deconv, uppers, nnfs, patch, contents, inits, alpha, kappa, tau):
+        fa, fb_prime = contents
+        return [torch.roll(fb_prime, (-shift[0], -shift[1]), (1, 2)), torch.roll(fa, shift, (1, 2))]
+
+    monkeypatch.setattr(analogy_module, "reconstruct_latents", latents)
+    matcher = build_method("dia", ["method.pyramid=[null,null,null,6,13]", "method.lbfgs_iters=0"])
+    gen = torch.Generator().manual_seed(0)
+    a, b_prime = torch.rand(3, 128, 128, generator=gen), torch.rand(3, 128, 128, generator=gen)
+    result = deep_image_analogy(matcher.backbone, a, b_prime, matcher.params)
+    nnf = result.level_nnfs[4]  # (16, 16, 2) on features[6]
+    ys, xs = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    interior = (ys >= 1) & (ys < 16 - shift[0] - 1) & (xs >= 1) & (xs < 16 - shift[1] - 1)
+    expected = torch.stack([ys + shift[0], xs + shift[1]], dim=-1)
+    assert (nnf[interior] == expected[interior]).all(dim=-1).float().mean() > 0.95
 
 
 def test_max_side_caps_the_working_resolution():
-    matcher = _tiny_matcher(max_side=32)
+    matcher = _tiny_matcher("method.max_side=32")
     seen = []
     matcher.backbone.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
     src, trg = torch.rand(1, 3, 64, 48), torch.rand(1, 3, 40, 64)
@@ -230,49 +251,67 @@ def test_max_side_caps_the_working_resolution():
     assert seen == [(32, 24), (20, 32)]
     assert result.nnf_ab.shape == (64, 48, 2) and result.nnf_ba.shape == (40, 64, 2)
     assert result.a_prime.shape == (3, 64, 48) and result.b.shape == (3, 40, 64)
-    assert set(result.seconds) >= {"features", "patchmatch L5", "deconv L1", "patchmatch L1", "aggregate", "total"}
+    assert set(result.seconds) >= {"features", "patchmatch L5", "deconv L4", "patchmatch L3", "aggregate", "total"}
+    assert sorted(result.level_nnfs) == [3, 4, 5]
+
+
+@pytest.mark.parametrize("form", ["direct", "reference"])
+@pytest.mark.parametrize("init", ["warp", "random"])
+def test_deconvolution_forms_and_starts_run_on_every_level(form, init):
+    """Every level of MobileNetV2's table (strides 2..16), both forms and both starts."""
+    matcher = _tiny_matcher("method.pyramid=[null,1,3,6,13]", f"method.deconv_form={form}", f"method.deconv_init={init}")
+    result = matcher.analyse(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))[0]
+    assert sorted(result.level_nnfs) == [2, 3, 4, 5]
+    assert torch.isfinite(result.a_prime).all() and torch.isfinite(result.b).all()
 
 
 def test_analogy_runs_on_a_resnet_pyramid():
-    """ResNet-50's pyramid repeats stride 4 (ids 0 and 3): NNF upsampling by 1, final x4."""
-    matcher = DeepImageAnalogy(load_backbone("resnet50", "none"), pm_iters=2, lbfgs_iters=2, pca_dims=16)
-    flow = matcher.dense_flow(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))
+    """ResNet-50's table starts at stride 4 (id 3): NNF upsampling by 2, final x4."""
+    matcher = build_method("dia", ["method.pm_iters=2", "method.lbfgs_iters=2"], backbone="resnet50")
+    flow = matcher(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.zeros(1, 0, 2), dense="forward").flow
     assert flow.shape == (1, 2, 64, 64) and torch.isfinite(flow).all()
 
 
-def test_transfer_points_bilinear_and_nan():
+def test_move_points_bilinear_and_nan():
     flow = torch.zeros(2, 4, 5)
     flow[0] = torch.arange(5.0)  # dx = x
     points = torch.tensor([[1.0, 2.0], [2.5, 0.0], [float("nan"), 1.0]])
-    moved = transfer_points(points, flow)
+    moved = move_points(points, flow)
     assert moved[0].tolist() == pytest.approx([2.0, 2.0])
     assert moved[1].tolist() == pytest.approx([5.0, 0.0])
     assert torch.isnan(moved[2]).all()
 
 
 def test_params_are_checked():
-    with pytest.raises(ConfigError, match="alphas"):
-        AnalogyParams(alphas=(0.8, 0.7))
+    settings = dict(build_method("dia").params.__dict__)
+    with pytest.raises(ConfigError, match="blend_weights"):
+        AnalogyParams(**{**settings, "blend_weights": (0.8, 0.7)})
     with pytest.raises(ConfigError, match="patch_sizes"):
-        AnalogyParams(patch_sizes=(3, 3, 3, 4, 5))
+        AnalogyParams(**{**settings, "patch_sizes": (3, 3, 3, 4, 5)})
     with pytest.raises(ConfigError, match="deconv_init"):
-        AnalogyParams(deconv_init="random")
+        AnalogyParams(**{**settings, "deconv_init": "content"})
+    with pytest.raises(ConfigError, match="deconv_form"):
+        AnalogyParams(**{**settings, "deconv_form": "inverse"})
     with pytest.raises(ConfigError, match="lbfgs_iters"):
-        AnalogyParams(lbfgs_iters=(10, 10))
-    assert AnalogyParams(pm_iters=[10, 10, 10, 5, 5]).level_pm_iters(4) == 5
-    with pytest.raises(ConfigError, match="preset"):
-        DeepImageAnalogy.from_preset(load_backbone("mobilenet_v2", "none"), "turbo")
+        AnalogyParams(**{**settings, "lbfgs_iters": (10, 10)})
+    with pytest.raises(ConfigError, match="pyramid"):
+        AnalogyParams(**{**settings, "pyramid": (None, None, None, None, 13)})
+    assert AnalogyParams(**{**settings, "pm_iters": [10, 10, 10, 5, 4]}).level_pm_iters(1) == 4
+    with pytest.raises(ConfigError, match="missing settings"):
+        DeepImageAnalogy(load_backbone("mobilenet_v2", "none"), pm_iters=3)
+    with pytest.raises(ConfigError, match="layer id 99"):
+        build_method("dia", ["method.pyramid=[null,null,null,6,99]"])
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "vgg19"])
-def test_config_instantiates(tmp_path, backbone):
-    cfg = compose_config(
-        "evaluate", ["method=dia", f"backbone={backbone}", "backbone.net.weights=none", "logger=none"], tmp_path
-    )
-    matcher = build_method(cfg.method)
+def test_config_instantiates(backbone):
+    matcher = build_method("dia", backbone=backbone)
     assert isinstance(matcher, DeepImageAnalogy)
     assert matcher.backbone.name == backbone
-    assert matcher.params == PRESETS["fast"]  # conf/method/dia.yaml holds the fast preset
+    assert matcher.params.pyramid == {"mobilenet_v2": (None, None, 3, 6, 13), "vgg19": (0, 1, 2, 3, 4)}[backbone]
+    paper = build_method("dia_paper", backbone=backbone)
+    assert (paper.params.lbfgs_iters, paper.params.lbfgs_line_search, paper.params.deconv_init) == (100, True, "random")
+    assert paper.params.pca_dims is None and not paper.params.bf16
 
 
 def test_save_analogy(tmp_path):
@@ -305,8 +344,8 @@ def test_end_to_end_translation_of_real_image():
     size, dy, dx = 128, 8, -12
     src = image[:, 24 : 24 + size, 24 : 24 + size]
     trg = image[:, 24 + dy : 24 + dy + size, 24 + dx : 24 + dx + size]  # trg(y, x) = src(y + dy, x + dx)
-    matcher = DeepImageAnalogy.from_preset(load_backbone("mobilenet_v2", "offline"), "fast")
-    flow = matcher.dense_flow(src[None], trg[None])[0]
+    matcher = build_method("dia", weights="offline")
+    flow = matcher(src[None], trg[None], torch.zeros(1, 0, 2), dense="forward").flow[0]
     ys, xs = _grid(size, size)
     truth = torch.stack([-float(dx) * torch.ones(size, size), -float(dy) * torch.ones(size, size)])
     inside = (xs - dx < size) & (ys - dy >= 0)

@@ -115,8 +115,8 @@ def test_run_dir_override(tmp_path, willow):
 class ShiftWithMatches(IdentityMatcher):
     """A toy method returning sparse matches and writing a file of its own per pictured pair."""
 
-    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None):
-        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids)
+    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None, dense=None):
+        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids, dense)
         grid = torch.tensor([[10.0, 10.0], [20.0, 15.0], [float("nan"), float("nan")]])
         out.extras["sparse_src"] = grid.expand(src_img.shape[0], -1, -1)
         out.extras["sparse_trg"] = (grid + 1).expand(src_img.shape[0], -1, -1)
@@ -162,8 +162,8 @@ def test_defaults_run_offline_on_the_bundled_sample(tmp_path, monkeypatch):
 class HalfBlindIdentity(IdentityMatcher):
     """The identity map with no answer (NaN) for every second keypoint."""
 
-    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None):
-        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids)
+    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None, dense=None):
+        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids, dense)
         out.points[:, 1::2] = float("nan")
         return out
 
@@ -204,15 +204,13 @@ class Oracle(IdentityMatcher):
         self.kps = {str(path): torch.tensor(points, dtype=torch.float32) for path, points in kps.items()}
         self.wrong = wrong
 
-    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None):
-        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids)
-        for i, trg in enumerate(trg_ids):
-            if trg not in self.wrong:
-                out.points[i] = self.kps[trg] * (trg_img.shape[-1] / 600)  # fixture images: 600 px wide
+    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None, dense=None):
+        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids, dense)
+        if dense is None:  # the keypoints (the pictures' backward warp stays the identity's)
+            for i, trg in enumerate(trg_ids):
+                if trg not in self.wrong:
+                    out.points[i] = self.kps[trg] * (trg_img.shape[-1] / 600)  # fixture images: 600 px wide
         return out
-
-    def dense_flow(self, *args, **kwargs):  # the pictures' warp: the identity's
-        return IdentityMatcher().dense_flow(*args, **kwargs)
 
 
 def test_pictures_of_the_worst_pairs(tmp_path):

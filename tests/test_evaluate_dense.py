@@ -23,8 +23,11 @@ class GroundTruthFlow(IdentityMatcher):
             sample = dataset[i]
             self.flows[(sample["src_path"], sample["trg_path"])] = sample["flow"]
 
-    def dense_flow(self, src_img, trg_img, src_ids=None, trg_ids=None):
-        return torch.stack([self.flows[(s, t)] for s, t in zip(src_ids, trg_ids)])
+    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None, dense=None):
+        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids)
+        if dense == "forward":
+            out.flow = torch.stack([self.flows[(s, t)] for s, t in zip(src_ids, trg_ids)])
+        return out
 
 
 def test_ground_truth_flow_scores_100_and_identity_less(tmp_path):

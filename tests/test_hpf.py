@@ -341,8 +341,10 @@ def test_synthetic_shift_is_exact(rhm, fast, fold):
     model = HyperpixelFlow(FakeBackbone(), [0, 1, 2], rhm=rhm, fast=fast, margin_pruning=False, fold_channels=fold)
     out = model(src, trg, pts[None])
     torch.testing.assert_close(out.points[0], pts + 16, rtol=0, atol=1e-4)
-    flow = model.dense_flow(src, trg)
+    flow = model(src, trg, pts[None], dense="forward").flow  # the same pass gives the flow
     torch.testing.assert_close(flow[0, :, 2:44, 2:60], torch.full((2, 42, 58), 16.0), rtol=0, atol=1e-4)
+    back = model(src, trg, pts[None], dense="backward").flow  # target -> source: the reverse shift
+    torch.testing.assert_close(back[0, :, 18:60, 18:76], torch.full((2, 42, 58), -16.0), rtol=0, atol=1e-4)
 
 
 def test_forward_batch_padding_extras_and_cache():
@@ -377,7 +379,8 @@ def test_no_hyperpixel_left_gives_nan():
     model.backbone._rf = (40, 12, 28, 4)  # boxes wider than the image: all pruned
     out = model(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), torch.rand(1, 3, 2) * 10)
     assert torch.isnan(out.points).all() and torch.isnan(out.extras["sparse_src"]).all()
-    assert torch.isnan(model.dense_flow(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))).all()
+    flow = model(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), torch.zeros(1, 0, 2), dense="forward").flow
+    assert flow.shape == (1, 2, 16, 16) and torch.isnan(flow).all()
 
 
 def test_bad_layer_ids_raise():

@@ -13,20 +13,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize
 from PIL import Image
 
+from conftest import build_method
 from semcorr.backbones import load_backbone
 from semcorr.errors import ConfigError
-from semcorr.lit.evaluate import build_method
 from semcorr.methods.nbb import (
     NeuralBestBuddies,
     align_pair,
-    mls_affine,
+    leave_one_out,
     mls_grid,
+    mls_map,
     save_alignment,
     write_correspondences,
 )
+from semcorr.methods.nbb.densify import consistent_buddies
+from semcorr.methods.nbb.hybrid import closer_to, hybridize, more_active, save_hybrid
 from semcorr.methods.nbb.appearance import common_appearance
 from semcorr.methods.nbb.buddies import mutual_nearest, patch_similarity
 from semcorr.methods.nbb.pyramid import cells_to_pixels, child_regions, gather_windows, match_regions, one_to_one
@@ -212,49 +214,138 @@ def _controls(n: int = 12, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 2, generator=torch.Generator().manual_seed(seed)) * 200
 
 
+@pytest.mark.parametrize("kind", ["affine", "similarity", "rigid"])
 @pytest.mark.parametrize("alpha", [1.0, 2.0])
-def test_mls_reproduces_control_points_exactly(alpha):
+def test_mls_reproduces_control_points_exactly(alpha, kind):
     p = _controls()
     q = p + torch.randn(12, 2, generator=torch.Generator().manual_seed(1)) * 10
-    assert torch.allclose(mls_affine(p, q, p, alpha), q, atol=1e-4)
+    assert torch.allclose(mls_map(p, q, p, alpha, kind), q, atol=1e-4)
 
 
+def _rotation(degrees: float, scale: float = 1.0) -> torch.Tensor:
+    t = math.radians(degrees)
+    return scale * torch.tensor([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+
+
+@pytest.mark.parametrize(
+    "kind, matrix",
+    [
+        ("affine", torch.tensor([[1.2, 0.3], [-0.2, 0.8]])),  # any affine map
+        ("similarity", _rotation(25.0, 1.3)),  # rotation and uniform scale
+        ("rigid", _rotation(-40.0)),  # rotation
+    ],
+)
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
-def test_mls_reproduces_a_global_affine_map(alpha):
+def test_mls_reproduces_a_global_map_of_its_class(alpha, kind, matrix):
     p = _controls()
-    a, t = torch.tensor([[1.2, 0.3], [-0.2, 0.8]]), torch.tensor([7.0, -3.0])
-    affine = lambda x: x @ a.T + t  # noqa: E731
+    t = torch.tensor([7.0, -3.0])
+    known = lambda x: x @ matrix.T + t  # noqa: E731
     v = torch.rand(500, 2, generator=torch.Generator().manual_seed(2)) * 260 - 30
-    assert torch.allclose(mls_affine(p, affine(p), v, alpha), affine(v), atol=1e-3)
-    field = mls_grid(p, affine(p), 37, 53, alpha, step=8)
+    assert torch.allclose(mls_map(p, known(p), v, alpha, kind), known(v), atol=1e-3)
+    field = mls_grid(p, known(p), 37, 53, alpha, step=8, kind=kind)
     ys, xs = torch.meshgrid(torch.arange(37.0), torch.arange(53.0), indexing="ij")
-    assert torch.allclose(field, affine(torch.stack([xs, ys], -1)), atol=1e-3)
+    assert torch.allclose(field, known(torch.stack([xs, ys], -1)), atol=1e-3)
 
 
-def test_mls_degenerate_inputs():
+def _jacobian_determinant(field: torch.Tensor) -> torch.Tensor:
+    """(H, W, 2) map -> (H-1, W-1) determinant of its forward-difference Jacobian."""
+    dx = field[:-1, 1:] - field[:-1, :-1]
+    dy = field[1:, :-1] - field[:-1, :-1]
+    return dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0]
+
+
+def test_rigid_mls_of_a_rotation_is_fold_free_and_densification_removes_a_crossing_outlier():
+    """Pairs of a known 30-degree rotation: rigid MLS reproduces it, Jacobian 1 everywhere. One
+    crossing outlier (a pair sent across the image) forces every MLS kind to fold near it, since
+    MLS interpolates every pair; the local densification rule leaves that pair out, and the rigid
+    warp of the rest is the rotation again, fold-free."""
+    p = _controls(20)
+    centre = torch.tensor([100.0, 100.0])
+    rotate = lambda x: (x - centre) @ _rotation(30.0).T + centre  # noqa: E731
+    rigid = mls_grid(p, rotate(p), 200, 200, kind="rigid", step=4)
+    assert torch.allclose(_jacobian_determinant(rigid), torch.ones(199, 199), atol=1e-3)
+    src = torch.cat([p, torch.tensor([[60.0, 100.0]])])
+    trg = torch.cat([rotate(p), torch.tensor([[150.0, 100.0]])])
+    for kind in ("affine", "rigid"):
+        assert (_jacobian_determinant(mls_grid(src, trg, 200, 200, kind=kind, step=4)) < 0).any()
+    kept = consistent_buddies(src, trg, "local", 32.0)
+    assert kept.tolist() == [True] * 20 + [False]
+    rigid = mls_grid(src[kept], trg[kept], 200, 200, kind="rigid", step=4)
+    assert (_jacobian_determinant(rigid) > 0).all()
+
+
+@pytest.mark.parametrize("kind", ["affine", "similarity", "rigid"])
+def test_mls_degenerate_inputs(kind):
     query = torch.tensor([[3.0, 4.0], [math.nan, math.nan]])
-    one = mls_affine(torch.tensor([[10.0, 10.0]]), torch.tensor([[12.0, 7.0]]), query)
+    one = mls_map(torch.tensor([[10.0, 10.0]]), torch.tensor([[12.0, 7.0]]), query, kind=kind)
     assert one[0].tolist() == pytest.approx([5.0, 1.0])  # translation by the single offset
     assert torch.isnan(one[1]).all()
-    # two pairs: exact along their line, unscaled across it
+    assert torch.isnan(mls_map(torch.zeros(0, 2), torch.zeros(0, 2), query, kind=kind)).all()
+
+
+def test_affine_mls_of_two_pairs_fits_their_line():
     line = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
-    two = mls_affine(line, 2 * line, torch.tensor([[5.0, 3.0]]))
-    assert two[0].tolist() == pytest.approx([10.0, 3.0], abs=1e-4)
-    assert torch.isnan(mls_affine(torch.zeros(0, 2), torch.zeros(0, 2), query)).all()
+    two = mls_map(line, 2 * line, torch.tensor([[5.0, 3.0]]))
+    assert two[0].tolist() == pytest.approx([10.0, 3.0], abs=1e-4)  # exact along, unscaled across
+
+
+@pytest.mark.parametrize("kind", ["affine", "similarity", "rigid"])
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_leave_one_out_predicts_each_control_from_the_others(kind, alpha):
+    p = _controls(10)
+    q = p + torch.tensor([5.0, -2.0])  # a translation: every pair agrees with the others
+    assert torch.allclose(leave_one_out(p, q, alpha, kind), q, atol=1e-3)
+    bent = q + torch.randn(10, 2, generator=torch.Generator().manual_seed(4)) * 3
+    bent[3] += torch.tensor([40.0, 0.0])
+    predicted = leave_one_out(p, bent, alpha, kind)
+    for i in range(10):  # the definition: MLS of the other nine pairs at control i
+        others = torch.arange(10) != i
+        by_hand = mls_map(p[others], bent[others], p[i : i + 1], alpha, kind)
+        assert torch.allclose(predicted[i : i + 1], by_hand, atol=1e-4), i
+    assert (predicted[3] - q[3]).norm() < (predicted[3] - bent[3]).norm()  # the others do not follow 3
+    assert torch.isnan(leave_one_out(p[:1], q[:1])).all()
+
+
+# -- densification -----------------------------------------------------------------------------
+def test_local_densification_rejects_a_planted_outlier_next_to_a_keypoint():
+    """A grid of buddies moved by (+10, +5) and one wrong buddy beside the keypoint (63, 62),
+    sent 80 px away: with every buddy MLS interpolates it and the keypoint follows it; the local
+    rule leaves exactly that buddy out and the keypoint lands on (73, 67)."""
+    ys, xs = torch.meshgrid(torch.arange(0.0, 121.0, 20.0), torch.arange(0.0, 121.0, 20.0), indexing="ij")
+    src = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+    trg = src + torch.tensor([10.0, 5.0])
+    src = torch.cat([src, torch.tensor([[62.0, 61.0]])])
+    trg = torch.cat([trg, torch.tensor([[142.0, 61.0]])])
+    keypoint = torch.tensor([[63.0, 62.0]])
+    kept = consistent_buddies(src, trg, "all", 32.0)
+    assert kept.all()
+    assert (mls_map(src, trg, keypoint) - torch.tensor([73.0, 67.0])).norm() > 30
+    kept = consistent_buddies(src, trg, "local", 32.0)
+    assert kept.tolist() == [True] * 49 + [False]
+    assert mls_map(src[kept], trg[kept], keypoint)[0].tolist() == pytest.approx([73.0, 67.0], abs=1e-3)
+    # a non-rigid but smooth deformation keeps all its buddies
+    bend = src + torch.stack([0.002 * src[:, 1] ** 2, torch.zeros(50)], dim=1)
+    assert consistent_buddies(src[:49], bend[:49], "local", 32.0).all()
+    with pytest.raises(ValueError, match="rule"):
+        consistent_buddies(src, trg, "ransac", 32.0)
 
 
 # -- matcher ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def random_matcher() -> NeuralBestBuddies:
     torch.manual_seed(0)
-    return NeuralBestBuddies(load_backbone("mobilenet_v2", "none"), k=3, border=2, kmeans_n_init=1)
+    return build_method("nbb", ["method.k=3", "method.border=2", "method.kmeans_n_init=1"])
 
 
-def test_matcher_forward_shapes_and_nan_for_padded_queries(random_matcher):
+def test_matcher_one_pass_gives_points_flow_and_nan_for_padded_queries(random_matcher, monkeypatch):
     g = torch.Generator().manual_seed(0)
     src, trg = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
     queries = torch.tensor([[[10.0, 20.0], [math.nan, math.nan]], [[30.0, 30.0], [40.0, 5.0]]])
-    out = random_matcher(src, trg, queries)
+    calls = []
+    real = random_matcher.match
+    monkeypatch.setattr(random_matcher, "match", lambda *a: calls.append(1) or real(*a))
+    out = random_matcher(src, trg, queries, dense="forward")
+    assert len(calls) == 2  # one matching per pair, for the points AND the flow
     assert out.points.shape == (2, 2, 2)
     assert torch.isnan(out.points[0, 1]).all()
     has_pairs = torch.isfinite(out.extras["buddies_src"][:, :, 0]).any(dim=1)
@@ -262,25 +353,83 @@ def test_matcher_forward_shapes_and_nan_for_padded_queries(random_matcher):
     assert out.extras["warped"].shape == (2, 3, 64, 64)
     assert out.extras["sparse_src"].shape[:2] == out.extras["sparse_trg"].shape[:2] == out.extras["sparse_score"].shape
     assert out.extras["sparse_src"].shape[1] <= 3
-    assert random_matcher.dense_flow(src[:1], trg[:1]).shape == (1, 2, 64, 64)
+    assert out.extras["buddies_kept"].shape == out.extras["buddies_score"].shape
+    assert out.flow.shape == (2, 2, 64, 64)
+    back = random_matcher(src[:1], trg[:1], queries[:1], dense="backward")
+    assert back.flow.shape == (1, 2, 64, 64)
+
+
+def test_dense_flow_is_the_keypoint_map():
+    """With MLS nodes at every pixel, the flow at an integer pixel is exactly where the keypoint
+    rule sends it (same buddies, same MLS map); the backward flow is MLS with the roles swapped."""
+    matcher = build_method("nbb", ["method.warp_step=1", "method.border=2", "method.kmeans_n_init=1"])
+    g = torch.Generator().manual_seed(3)
+    src, trg = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
+    query = torch.tensor([[[30.0, 20.0]]])
+    out = matcher(src, trg, query, dense="forward")
+    if not torch.isfinite(out.extras["buddies_src"]).any():
+        pytest.skip("random features gave no buddies")
+    assert torch.allclose(out.flow[0, :, 20, 30] + query[0, 0], out.points[0, 0], atol=1e-3)
+    kept = out.extras["buddies_kept"][0] == 1.0
+    b_src, b_trg = out.extras["buddies_src"][0][kept], out.extras["buddies_trg"][0][kept]
+    back = matcher(src, trg, query, dense="backward").flow
+    expected = mls_map(b_trg, b_src, torch.tensor([[10.0, 40.0]]), kind=matcher.transfer_mls)[0] - torch.tensor([10.0, 40.0])
+    assert torch.allclose(back[0, :, 40, 10], expected, atol=1e-3)
+
+
+def test_features_are_cached_per_image(random_matcher):
+    seen = []
+    handle = random_matcher.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    try:
+        random_matcher.cache.clear()
+        imgs = torch.rand(3, 1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        no_points = torch.zeros(1, 0, 2)
+        random_matcher(imgs[0], imgs[1], no_points, ["a"], ["b"])
+        random_matcher(imgs[0], imgs[2], no_points, ["a"], ["c"])  # "a" again: only "c" is computed
+        random_matcher(imgs[2], imgs[1], no_points, ["c"], ["b"])  # both cached
+        assert seen == [1, 1, 1]
+    finally:
+        handle.remove()
+
+
+def test_level_table_of_every_backbone():
+    """NBB and DIA take the VGG-19 levels' stand-ins from conf/backbone/<name>.yaml: the layer of
+    each stride 1, 2, 4, 8, 16 (relu1_1 .. relu5_1), null where the backbone has none."""
+    for name, table in {
+        "vgg19": [0, 1, 2, 3, 4],
+        "mobilenet_v2": [None, None, 3, 6, 13],
+        "resnet50": [None, None, 3, 7, 13],
+        "resnet101": [None, None, 3, 7, 30],
+        "fcn_resnet101": [None, None, 3, 7, None],
+    }.items():
+        matcher = build_method("nbb", backbone=name)
+        assert matcher.pyramid == table, name
+        assert matcher.levels == [level for level in (5, 4, 3, 2, 1) if table[level - 1] is not None]
+        for level in matcher.levels:  # the layer has the stride of VGG-19's level
+            assert matcher.backbone.stride(table[level - 1]) == 2 ** (level - 1), (name, level)
 
 
 def test_matcher_rejects_bad_knobs():
-    backbone = load_backbone("mobilenet_v2", "none")
     with pytest.raises(ConfigError, match="levels"):
-        NeuralBestBuddies(backbone, levels=[1, 2])
+        build_method("nbb", ["method.levels=[1,2]"])
+    with pytest.raises(ConfigError, match="levels"):
+        build_method("nbb", ["method.levels=[5,2]"])  # level 2 is not in MobileNetV2's table
     with pytest.raises(ConfigError, match="patch_sizes"):
-        NeuralBestBuddies(backbone, patch_sizes=[4, 5, 3, 3, 3])
+        build_method("nbb", ["method.patch_sizes=[4,5,3,3,3]"])
+    with pytest.raises(ConfigError, match="densify"):
+        build_method("nbb", ["method.densify=ransac"])
+    with pytest.raises(ConfigError, match="warp_mls"):
+        build_method("nbb", ["method.warp_mls=thin_plate"])
 
 
 def test_config_composes_and_instantiates():
-    with initialize(config_path="../conf", version_base=None):
-        cfg = compose(config_name="evaluate", overrides=["method=nbb", "backbone.net.weights=none"])
-    matcher = build_method(cfg.method)
+    matcher = build_method("nbb")
     assert isinstance(matcher, NeuralBestBuddies)
-    assert matcher.backbone.name == cfg.backbone.net.name
+    assert matcher.backbone.name == "mobilenet_v2"
     assert (matcher.k, matcher.gamma, matcher.radii, matcher.patch_sizes) == (5, 0.05, [3, 3, 2, 2, 2], [5, 5, 3, 3, 3])
-    assert matcher.seed == cfg.seed
+    assert (matcher.densify, matcher.transfer_mls, matcher.warp_mls) == ("local", "similarity", "rigid")
+    assert matcher.outlier_px == 2.0 * 16  # two cells of the coarsest level (stride 16)
+    assert matcher.seed == 0
 
 
 # -- synthetic warp of a real image ----------------------------------------------------------
@@ -297,7 +446,7 @@ def test_recovers_known_scaling_and_translation_of_a_real_image():
     ys, xs = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
     back = (torch.stack([xs, ys], -1) - centre - shift) / scale + centre  # target -> source pixels
     trg = F.grid_sample(src, back[None] / (size - 1) * 2 - 1, align_corners=True, padding_mode="border")
-    matcher = NeuralBestBuddies(load_backbone("mobilenet_v2", "offline"))
+    matcher = build_method("nbb", weights="offline")
     queries = torch.tensor([[[40.0, 50.0], [80.0, 80.0], [120.0, 100.0]]])
     out = matcher(src, trg, queries)
     ok = torch.isfinite(out.extras["buddies_src"][0, :, 0])
@@ -337,7 +486,63 @@ def test_write_correspondences_json(tmp_path):
     assert data == {
         "pair_id": "pair-1",
         "pairs": [
-            {"src": [1.0, 2.0], "trg": [5.0, 6.0], "score": 2.5},
-            {"src": [3.0, 4.0], "trg": [7.0, 8.0], "score": 1.0},
+            {"src": [1.0, 2.0], "trg": [5.0, 6.0], "score": 2.5, "kept": None},
+            {"src": [3.0, 4.0], "trg": [7.0, 8.0], "score": 1.0, "kept": None},
         ],
     }
+
+
+def test_hybrid_choices_eq12_and_eq13_by_hand():
+    # eq. 12: relative activation. A's norms 3, 1 (sum 4): 0.75, 0.25; B's 1, 1 (sum 2): 0.5, 0.5
+    fa = torch.tensor([[[3.0, 1.0]], [[0.0, 0.0]]])  # (C=2, h=1, w=2)
+    fb = torch.tensor([[[0.0, 0.0]], [[1.0, 1.0]]])
+    assert more_active(fa, fb).tolist() == [[True, False]]
+    # scaling one image does not change the choice (normalised by the sum over the map)
+    assert more_active(10 * fa, fb).tolist() == [[True, False]]
+    # eq. 13: the closer feature to the inverted hybrid wins, ties to A
+    inverted = torch.tensor([[[2.0, 0.4]], [[0.0, 0.6]]])
+    assert closer_to(fa, fb, inverted).tolist() == [[True, False]]
+    assert closer_to(fa, fa.clone(), inverted).tolist() == [[True, True]]
+
+
+def test_semantic_hybrid_of_two_aligned_images(tmp_path):
+    """The whole section 5.2 pipeline on MobileNetV2's two coarsest levels: a hybrid image in
+    [0, 1], a binary mask of the image size, and its two PNG files."""
+    backbone = load_backbone("mobilenet_v2", "none")
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 64, 64, generator=g), torch.rand(3, 64, 64, generator=g)
+    hybrid = hybridize(backbone, [None, None, None, 6, 13], [5, 4], a, b, iterations=5)
+    assert hybrid.image.shape == (3, 64, 64) and hybrid.mask.shape == (64, 64)
+    assert 0.0 <= float(hybrid.image.min()) and float(hybrid.image.max()) <= 1.0
+    assert set(hybrid.mask.unique().tolist()) <= {0.0, 1.0}
+    files = save_hybrid(tmp_path / "pair", hybrid)
+    assert [f.name for f in files] == ["hybrid.png", "hybrid_strip.png"]
+    assert Image.open(files[1]).size[1] == 64
+
+
+def test_applications_are_written_for_a_pairs_folder(tmp_path):
+    """`evaluate.py method=nbb dataset=pairs save_pictures=true` on the user's own images writes,
+    per pair, the buddies, the alignment (midpoint warps and blend), morph frames and the hybrid."""
+    from conftest import compose_config
+    from semcorr.lit.evaluate import run_evaluation
+
+    photo = Image.open(sorted((WILLOW / "duck(S)").glob("*.png"))[0]).convert("RGB") if WILLOW.is_dir() else None
+    g = np.random.default_rng(0)
+    for name, shift in (("duck_A", 0), ("duck_B", 6)):
+        array = np.asarray(photo.resize((96, 80)), dtype=np.uint8) if photo is not None else g.integers(0, 255, (80, 96, 3), dtype=np.uint8)
+        Image.fromarray(np.roll(array, shift, axis=1)).save(tmp_path / f"{name}.png")
+    out = tmp_path / "run"
+    cfg = compose_config(
+        "evaluate",
+        ["method=nbb", "dataset=pairs", f"dataset.root={tmp_path}", "backbone.net.weights=none", "logger=none",
+         "save_pictures=true", "method.morph_steps=2", "method.hybrid_iters=3", "method.border=2"],
+        out,
+    )
+    metrics = run_evaluation(cfg)
+    assert metrics["n_pairs"] == 1
+    folder = next(p for p in (out / "pictures").iterdir() if p.is_dir())
+    names = {p.name for p in folder.iterdir()}
+    assert "buddies.json" in names
+    kept = [pair["kept"] for pair in json.loads((folder / "buddies.json").read_text())["pairs"]]
+    if any(kept):  # random weights may leave no buddy; then there is nothing to align
+        assert {"a_mid.png", "b_mid.png", "blend.png", "frame_001.png", "frame_002.png", "hybrid.png", "hybrid_strip.png"} <= names

@@ -31,26 +31,19 @@ class Interrupted(RuntimeError):
 
 
 class CountingIdentity(IdentityMatcher):
-    """The identity map, counting the pairs it matches (not the dense passes of the pictures) and
-    raising ``error`` on pair ``fail_at`` (1-based), if given."""
+    """The identity map, counting the pairs it matches (not the backward passes of the pictures)
+    and raising ``error`` on pair ``fail_at`` (1-based), if given."""
 
     def __init__(self, fail_at: int | None = None, error: type[BaseException] = Interrupted) -> None:
         super().__init__()
-        self.calls, self.fail_at, self.dense, self.error = 0, fail_at, False, error
+        self.calls, self.fail_at, self.error = 0, fail_at, error
 
-    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None):
-        if not self.dense:
+    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None, dense=None):
+        if dense != "backward":
             self.calls += 1
             if self.calls == self.fail_at:
                 raise self.error("killed")
-        return super().forward(src_img, trg_img, src_points, src_ids, trg_ids)
-
-    def dense_flow(self, *args, **kwargs):
-        self.dense = True
-        try:
-            return super().dense_flow(*args, **kwargs)
-        finally:
-            self.dense = False
+        return super().forward(src_img, trg_img, src_points, src_ids, trg_ids, dense)
 
 
 @pytest.fixture()

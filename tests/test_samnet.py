@@ -422,9 +422,9 @@ def test_checkpoint_round_trip_matcher_equals_module(trained):
         field = matcher.run(src_big, trg_big).final.field
     assert torch.allclose(result.points, transfer_image_points(field, pts, (96, 72), (60, 80), (48, 48)), equal_nan=True)
     assert torch.isnan(result.points[0, 2]).all()
-    assert "warped" not in result.extras  # the picture writer's dense_flow pass makes it for pictured pairs only
+    assert "warped" not in result.extras  # the picture writer's backward pass makes it for pictured pairs only
     assert result.extras["warped_target"].shape == result.extras["attribute_transfer"].shape == (1, 3, 96, 72)
-    flow = matcher.dense_flow(src_big, trg_big)
+    flow = matcher(src_big, trg_big, pts, dense="forward").flow
     assert flow.shape == (1, 2, 96, 72)
     assert torch.allclose(flow[0, :, 20, 10] + torch.tensor([10.0, 20.0]), result.points[0, 0], atol=1e-4)
 

@@ -28,6 +28,12 @@ from .schema import (
 )
 
 
+def _two_levels(pyramid: list[int | None]) -> list[int | None]:
+    if sum(layer is not None for layer in pyramid) < 2:
+        raise ValueError("at least 2 levels must have a layer")
+    return pyramid
+
+
 def _decreasing(levels: list[int]) -> list[int]:
     if any(a <= b for a, b in zip(levels, levels[1:])):
         raise ValueError("levels must go from coarse to fine (strictly decreasing)")
@@ -36,6 +42,9 @@ def _decreasing(levels: list[int]) -> list[int]:
 
 #: The SAM-Net input size [H, W].
 NetworkSize = Annotated[list_of(Annotated[int, at.Ge(16)], length=2), Described("[H, W], two integers >= 16")]
+#: The backbone layer standing for each level L = 1..5 (null: none of that level's stride).
+Pyramid = list_of(NonNegativeInt | None, length=5)
+MLSKind = Literal["affine", "similarity", "rigid"]
 #: NBB levels, coarse to fine.
 LevelIds = Annotated[
     list_of(Literal[1, 2, 3, 4, 5], min_length=1), AfterValidator(_decreasing),
@@ -78,41 +87,53 @@ class HyperpixelFlowKnobs(MethodKnobs, total=False):
 @strict
 class NeuralBestBuddiesKnobs(MethodKnobs, total=False):
     """``method=nbb`` (:class:`semcorr.methods.nbb.NeuralBestBuddies`); per-level lists are
-    ordered levels 1..5."""
+    ordered levels 1..5. That ``levels`` are levels of the ``pyramid`` is checked by the method."""
 
     backbone: Any
+    pyramid: Pyramid
+    levels: LevelIds | None
     k: PositiveInt
     gamma: UnitInterval
-    levels: LevelIds
     patch_sizes: list_of(OddInt, length=5)
     radii: list_of(NonNegativeInt, length=5)
     response_power: PositiveFloat
     border: NonNegativeFloat
     k_per_level: PositiveInt | None
+    densify: Literal["all", "local"]
+    outlier_cells: PositiveFloat
+    transfer_mls: MLSKind
+    warp_mls: MLSKind
     mls_alpha: NonNegativeFloat
     warp_step: PositiveInt
     kmeans_n_init: PositiveInt
     seed: int
     morph_steps: NonNegativeInt
+    hybrid_iters: NonNegativeInt
+    cache_size: NonNegativeInt
 
 
 @register("semcorr.methods.dia.matcher.DeepImageAnalogy")
 @strict
 class DeepImageAnalogyKnobs(MethodKnobs, total=False):
-    """``method=dia`` (:class:`semcorr.methods.dia.DeepImageAnalogy`); per-level lists are
-    ordered coarse to fine as the paper lists them (levels 5..1, blend weights 4..1)."""
+    """``method=dia`` / ``dia_paper`` (:class:`semcorr.methods.dia.DeepImageAnalogy`, whose
+    settings are the fields of :class:`~semcorr.methods.dia.analogy.AnalogyParams`); per-level
+    lists are ordered as the paper lists them (levels 5..1, blend weights and L-BFGS 4..1), the
+    pyramid levels 1..5."""
 
     backbone: Any
+    pyramid: Annotated[Pyramid, AfterValidator(_two_levels), Described(
+        "a list of 5 values (levels 1..5), each a layer id >= 0 or null, at least 2 of them layers")]
     pm_iters: NonNegativeInt | list_of(NonNegativeInt, length=5)
     jumps: list_of(PositiveInt, min_length=1)
     patch_sizes: list_of(OddInt, length=5)
     radii: list_of(PositiveInt | None, length=5)
-    alphas: list_of(UnitInterval, length=4)
+    blend_weights: list_of(UnitInterval, length=4)
     kappa: PositiveFloat
     tau: UnitInterval
     lbfgs_iters: NonNegativeInt | list_of(NonNegativeInt, length=4)
     lbfgs_line_search: bool
-    deconv_init: Literal["content", "warp"]
+    deconv_init: Literal["random", "warp"]
+    deconv_form: Literal["direct", "reference"]
     bf16: bool
     pca_dims: PositiveInt | None
     output_patch: OddInt
@@ -131,5 +152,7 @@ class SAMNetKnobs(MethodKnobs, total=False):
     size: NetworkSize | None
 
 
-#: Constructor arguments that only Python callers pass (not config values), per target.
+#: For the check of the schemas against the constructors (tests/test_config.py): the arguments that
+#: only Python callers pass, and the dataclass whose fields a constructor's ``**settings`` are.
 PYTHON_ONLY = {"semcorr.methods.samnet.matcher.SAMNetMatcher": ("network",)}
+SETTINGS_OF = {"semcorr.methods.dia.matcher.DeepImageAnalogy": "semcorr.methods.dia.analogy.AnalogyParams"}

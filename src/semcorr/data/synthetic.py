@@ -24,7 +24,7 @@ Sample keys
 Those of :mod:`semcorr.data.base`, plus:
 
 ============== ================= =============================================================
-flow           (2, Hs, Ws) f32   source -> target displacement (``Matcher.dense_flow``
+flow           (2, Hs, Ws) f32   source -> target displacement (``MatchOutput.flow``
                                  convention): source pixel (x, y) lands on target pixel
                                  (x + flow[0, y, x], y + flow[1, y, x]); NaN where it leaves
                                  the target (outside [0, W-1] x [0, H-1])

@@ -52,7 +52,7 @@ NaN):
 key             shape / type   meaning
 =============== ============== ===============================================================
 flow            (2, Hs, Ws)    ground-truth source -> target flow on the RESIZED source grid,
-                f32            in RESIZED target pixels (``Matcher.dense_flow`` convention);
+                f32            in RESIZED target pixels (the convention of ``MatchOutput.flow``);
                                NaN where unknown (background)
 src_mask        (Hs, Ws) bool  source foreground (= where ``flow`` is known)
 trg_mask        (Ht, Wt) bool  target foreground

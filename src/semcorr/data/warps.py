@@ -421,7 +421,7 @@ class Warp:
         return inside(self.sampling_grid(), h, w)
 
     def flow(self, tol: float = 1e-3) -> torch.Tensor:
-        """Source -> target flow in the ``Matcher.dense_flow`` convention: (2, H, W) float32.
+        """Source -> target flow in the convention of ``MatchOutput.flow``: (2, H, W) float32.
 
         Source pixel (x, y) maps to target (x + flow[0, y, x], y + flow[1, y, x]); NaN where the
         target position leaves the target hull (or the inversion misses ``tol``).

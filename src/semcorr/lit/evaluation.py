@@ -1,9 +1,10 @@
 """One LightningModule that evaluates any method on any dataset of the loop.
 
-``test_step`` calls the method through the :class:`semcorr.methods.base.Matcher` interface only:
-keypoint transfer when the batch has keypoints (PCK), the dense source->target flow when it has a
-ground-truth ``flow`` (TSS flow accuracy), and the dense target->source flow when it has masks
-(mask transfer: LT-ACC and IoU). Metric states are torchmetrics, so they reduce across processes.
+``test_step`` calls the method once per batch through the :class:`semcorr.methods.base.Matcher`
+interface, asking for what the batch needs (:func:`dense_request`): keypoint transfer (PCK), plus
+the dense source->target flow when the batch has a ground-truth ``flow`` (TSS flow accuracy), or
+the dense target->source flow when it has masks (mask transfer: LT-ACC and IoU). Metric states are
+torchmetrics, so they reduce across processes.
 
 Distributed runs (``trainer=ddp``): :class:`~semcorr.data.datamodule.PairDataModule` gives each process the pairs
 ``rank, rank + W, rank + 2W, ...`` through :class:`~semcorr.data.datamodule.ShardSampler`, which -- unlike the
@@ -64,6 +65,16 @@ def gather_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if len(unique) < len(records):
         log.warning("%d repeated pair records dropped", len(records) - len(unique))
     return [unique[i] for i in sorted(unique)]
+
+
+def dense_request(batch: dict[str, Any]) -> str | None:
+    """The ``dense`` argument of the method call a batch needs: ``"forward"`` for dense flow ground
+    truth (TSS), ``"backward"`` for mask transfer (source and target masks, no flow), else None."""
+    if "flow" in batch:
+        return "forward"
+    if "src_mask" in batch and "trg_mask" in batch:
+        return "backward"
+    return None
 
 
 def sparse_matches(output: MatchOutput, i: int, src_scale: torch.Tensor, trg_scale: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -157,21 +168,19 @@ class EvaluationModule(pl.LightningModule):
         b = batch["src_img"].shape[0]
         src_img, trg_img = batch["src_img"], batch["trg_img"]
         src_ids, trg_ids = batch["src_path"], batch["trg_path"]
-        output, seconds = self._timed(lambda: self.method(src_img, trg_img, batch["src_kps"], src_ids, trg_ids))
-        if "flow" in batch:  # dense source -> target ground truth (TSS)
-            flow, dense_seconds = self._timed(lambda: self.method.dense_flow(src_img, trg_img, src_ids, trg_ids))
+        dense = dense_request(batch)
+        output, seconds = self._timed(lambda: self.method(src_img, trg_img, batch["src_kps"], src_ids, trg_ids, dense))
+        if dense == "forward":  # dense source -> target ground truth (TSS)
             self.flow_accuracy.update(
-                flow.to(self.device), batch["flow"], batch["src_mask"], threshold=batch["flow_threshold"],
+                output.flow.to(self.device), batch["flow"], batch["src_mask"], threshold=batch["flow_threshold"],
                 trg_scale=batch["trg_scale"], groups=batch["category_id"],
             )
-            seconds += dense_seconds
-        elif "src_mask" in batch and "trg_mask" in batch:  # mask transfer (Caltech-101, CUB)
-            back, dense_seconds = self._timed(lambda: self.method.dense_flow(trg_img, src_img, trg_ids, src_ids))
+        elif dense == "backward":  # mask transfer (Caltech-101, CUB): the target -> source flow
+            back = output.flow.to(self.device)
             self.mask_transfer.update(
                 warp_mask(batch["src_mask"], back), batch["trg_mask"], groups=batch["category_id"],
                 src_mask=batch["src_mask"], flow_trg_to_src=back,
             )
-            seconds += dense_seconds
         pair_pck = torch.full((b, len(self.alphas)), float("nan"))
         if batch["src_kps"].shape[1] > 0:
             pair_pck = pck_per_pair(output.points.to(self.device), batch["trg_kps"], batch["pck_threshold"], self.alphas)

@@ -18,7 +18,6 @@ import csv
 import io
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,35 +34,12 @@ from semcorr.io import write_json, write_text
 from semcorr.lit.evaluate import build_logger, build_method, build_trainer, finish_run
 from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
 from semcorr.lit.progress import SearchProgress
+from semcorr.methods.cache import LRUCache
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.layer_search import LayerSet, SearchState, beam_search, key_of
 from semcorr.metrics.pck import GroupedMean, pck_per_pair
 
 log = logging.getLogger(__name__)
-
-
-class FeatureStore:
-    """LRU store of an image's backbone features for all candidate layers.
-
-    Args:
-        capacity: images kept (memory: capacity x the sum over candidate layers of C_l H_l W_l floats).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = int(capacity)
-        self._items: OrderedDict[tuple, dict[int, torch.Tensor]] = OrderedDict()
-
-    def get(self, key: tuple, compute: Any) -> dict[int, torch.Tensor]:
-        """Return the features of ``key``, calling ``compute()`` on a miss."""
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        value = compute()
-        if self.capacity > 0:
-            self._items[key] = value
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return value
 
 
 class LayerSetScorer(pl.LightningModule):
@@ -82,7 +58,7 @@ class LayerSetScorer(pl.LightningModule):
         self.matcher = matcher
         self.candidate_layers = tuple(sorted({int(i) for i in candidate_layers}))
         self.alpha = float(alpha)
-        self.store = FeatureStore(feature_cache_images)
+        self.store: LRUCache[dict[int, torch.Tensor]] = LRUCache(feature_cache_images)
         self.sets: list[LayerSet] = []
         self.pck = GroupedMean(1, 1)
         self._scores: list[float] = []
@@ -100,7 +76,7 @@ class LayerSetScorer(pl.LightningModule):
             feats = self.matcher.backbone(img[None], self.candidate_layers)
             return {l: f[0] for l, f in zip(self.candidate_layers, feats)}
 
-        return self.store.get((image_id, tuple(img.shape[-2:])), compute)
+        return self.store.get_or_compute((image_id, tuple(img.shape[-2:])), compute)
 
     @torch.no_grad()
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:

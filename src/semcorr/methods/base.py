@@ -1,9 +1,13 @@
 """The interface every method implements, trained or not, so the evaluation loop never branches.
 
 A method maps a batch of image pairs and query points in the source images to points in the
-target images. Dense outputs (a flow field) come from :meth:`Matcher.dense_flow`, which by default
-transfers every source pixel through :meth:`Matcher.forward`; methods with a natural dense output
-override it.
+target images, and, when the caller asks (``dense=``), a dense flow field, from ONE pass over the
+pair: the evaluation loop asks once per batch for everything the dataset needs (keypoints, and
+the flow for dense ground truth), as detectron2's evaluators take ``outputs = model(inputs)``.
+``dense="forward"`` is the source -> target flow on the source grid (TSS flow accuracy);
+``dense="backward"`` the target -> source flow on the target grid (mask transfer by warping,
+pictures). Methods with a natural dense output (HPF, NBB, DIA, SAM-Net) give it from the same
+matching; :meth:`Matcher.flow_from_points` is the generic fallback that transfers every pixel.
 
 Conventions: images are (B, 3, H, W) float RGB in [0, 1] (each backbone applies its own
 normalisation); points are (B, N, 2) pixel coordinates (x, y) of the image they lie in, padded
@@ -18,6 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from semcorr.grid import pixel_grid
+
+#: Values of the ``dense`` argument of :meth:`Matcher.forward` besides None.
+DENSE_DIRECTIONS = ("forward", "backward")
+
 
 @dataclass
 class MatchOutput:
@@ -29,10 +38,14 @@ class MatchOutput:
         extras: optional tensors for pictures and applications, keyed by name, e.g.
             ``"warped"`` (B, 3, Ht, Wt) source warped onto the target, ``"sparse_src"`` /
             ``"sparse_trg"`` (B, K, 2) sparse matches. Each method documents its own.
+        flow: the dense flow asked for with ``dense=``, else None: ``"forward"`` (B, 2, Hs, Ws)
+            source pixel (x, y) -> target pixel (x + flow[0, y, x], y + flow[1, y, x]);
+            ``"backward"`` (B, 2, Ht, Wt) target -> source likewise; NaN where there is no answer.
     """
 
     points: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    flow: torch.Tensor | None = None
 
 
 class Matcher(nn.Module):
@@ -42,7 +55,7 @@ class Matcher(nn.Module):
     file paths) so that a method may cache per-image work across pairs sharing an image.
     """
 
-    #: Points transferred per call in the default :meth:`dense_flow` (bounds memory).
+    #: Points transferred per call in :meth:`flow_from_points` (bounds memory).
     dense_chunk: int = 16384
 
     def forward(
@@ -52,17 +65,19 @@ class Matcher(nn.Module):
         src_points: torch.Tensor,
         src_ids: list[str] | None = None,
         trg_ids: list[str] | None = None,
+        dense: str | None = None,
     ) -> MatchOutput:
-        """Transfer points from source to target.
+        """Transfer points from source to target, and give the dense flow when asked.
 
         Args:
             src_img: (B, 3, Hs, Ws) source images in [0, 1].
             trg_img: (B, 3, Ht, Wt) target images in [0, 1].
-            src_points: (B, N, 2) query points (x, y) in source pixels, NaN-padded.
+            src_points: (B, N, 2) query points (x, y) in source pixels, NaN-padded (N may be 0).
             src_ids / trg_ids: optional image names of length B, for caching.
+            dense: None, ``"forward"`` or ``"backward"`` (module docstring).
 
         Returns:
-            :class:`MatchOutput` with ``points`` of shape (B, N, 2).
+            :class:`MatchOutput` with ``points`` of shape (B, N, 2) and ``flow`` when asked.
         """
         raise NotImplementedError
 
@@ -85,26 +100,23 @@ class Matcher(nn.Module):
         return []
 
     @torch.no_grad()
-    def dense_flow(
+    def flow_from_points(
         self,
         src_img: torch.Tensor,
         trg_img: torch.Tensor,
         src_ids: list[str] | None = None,
         trg_ids: list[str] | None = None,
     ) -> torch.Tensor:
-        """Dense displacement field from source to target.
+        """Dense source -> target flow made by transferring every source pixel through
+        :meth:`forward` (in chunks of :attr:`dense_chunk` pixels), for methods without a natural
+        dense output.
 
         Returns:
-            (B, 2, Hs, Ws) flow such that source pixel (x, y) maps to target pixel
-            (x + flow[0, y, x], y + flow[1, y, x]); NaN where the method has no answer.
+            (B, 2, Hs, Ws) flow (the convention of :class:`MatchOutput`); NaN where the method
+            has no answer.
         """
         b, _, h, w = src_img.shape
-        ys, xs = torch.meshgrid(
-            torch.arange(h, dtype=torch.float32, device=src_img.device),
-            torch.arange(w, dtype=torch.float32, device=src_img.device),
-            indexing="ij",
-        )
-        grid = torch.stack([xs, ys], dim=-1).reshape(1, h * w, 2).expand(b, -1, -1)
+        grid = pixel_grid(h, w, src_img.device).reshape(2, h * w).T[None].expand(b, -1, -1)
         out = torch.cat(
             [
                 self(src_img, trg_img, grid[:, i : i + self.dense_chunk], src_ids, trg_ids).points

@@ -21,7 +21,7 @@ in ORIGINAL target pixels. See :mod:`semcorr.data.tss` for the full protocol and
 
 Typical use in an evaluation loop::
 
-    flow = method.dense_flow(batch["src_img"], batch["trg_img"])           # (B, 2, Hs, Ws)
+    flow = method(batch["src_img"], batch["trg_img"], batch["src_kps"], dense="forward").flow  # (B, 2, Hs, Ws)
     metric.update(flow, batch["flow"], batch["src_mask"], threshold=batch["flow_threshold"],
                   trg_scale=batch["trg_scale"], groups=batch["category_id"])
     metric.compute()   # {"flow_acc": ..., "flow_acc/FG3DCar": ..., ...}

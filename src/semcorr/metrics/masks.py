@@ -3,8 +3,9 @@
 The protocol (Kim et al., "Deformable spatial pyramid matching", CVPR 2013, adopted by Proposal
 Flow, SCNet, CNNGeo / WeakAlign, NC-Net and Hyperpixel Flow): the source object mask is
 transferred to the target image through the estimated correspondences and compared with the
-target's ground-truth mask. Here the transfer is ``warp_mask(src_mask, method.dense_flow(trg_img,
-src_img))`` (:mod:`semcorr.metrics.warping`). Exact definitions, per pair, with P the predicted
+target's ground-truth mask. Here the transfer is ``warp_mask(src_mask, flow)`` with ``flow`` the
+method's target -> source flow (``method(src_img, trg_img, ..., dense="backward").flow``,
+:mod:`semcorr.metrics.warping`). Exact definitions, per pair, with P the predicted
 (transferred) and G the ground-truth target mask, both binarised at 0.5 (the reference code's
 ``.gt(0.5)``):
 
@@ -32,7 +33,7 @@ LT-ACC and IoU are ratios of areas and barely depend on it.
 
 Typical use in an evaluation loop (Caltech-101, CUB)::
 
-    flow = method.dense_flow(batch["trg_img"], batch["src_img"])   # (B, 2, Ht, Wt) target -> source
+    flow = method(batch["src_img"], batch["trg_img"], batch["src_kps"], dense="backward").flow  # (B, 2, Ht, Wt)
     pred = warp_mask(batch["src_mask"], flow)                        # (B, Ht, Wt) bool
     metric.update(pred, batch["trg_mask"], groups=batch["category_id"],
                   src_mask=batch["src_mask"], flow_trg_to_src=flow)

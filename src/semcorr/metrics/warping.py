@@ -5,14 +5,14 @@ covers [x - 0.5, x + 0.5] x [y - 0.5, y + 0.5], so an image of width W spans cen
 This is ``torch.nn.functional.grid_sample(..., align_corners=True)`` after the normalisation
 ``x_n = 2 x / (W - 1) - 1`` (x_n = -1 is the centre of column 0, +1 the centre of column W-1).
 
-Flows follow :meth:`semcorr.methods.base.Matcher.dense_flow`: a flow (B, 2, H, W) defined on the
+Flows follow :class:`semcorr.methods.base.MatchOutput` (``flow``): a flow (B, 2, H, W) defined on the
 grid of image A maps pixel (x, y) of A to ``(x + flow[0, y, x], y + flow[1, y, x])`` in image B;
 NaN marks pixels without an answer.
 
 * Backward warping (:func:`warp_by_flow`): to bring a SOURCE image or mask onto the TARGET grid
   one needs the target -> source flow (defined on the target grid); every target pixel samples the
   source at the position its flow points to. Mask transfer (Caltech-101, CUB) therefore calls
-  ``method.dense_flow(trg_img, src_img)`` and then ``warp_mask(src_mask, flow)``.
+  ``method(src_img, trg_img, ..., dense="backward").flow`` and then ``warp_mask(src_mask, flow)``.
 * Resizing (:func:`resize_flow`): a flow is resampled on a new grid AND its vectors re-expressed
   in the new units of both images, with the dataset convention that resizing by factors (sx, sy)
   maps a point (x, y) to (x sx, y sy) (see :mod:`semcorr.data.transforms`). A constant

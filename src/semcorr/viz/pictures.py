@@ -13,7 +13,8 @@ after the run) it saves ``<index>_<pair>.png`` (:func:`draw_pair`):
   alpha T in pixels; keypoints without a prediction are counted in the legend;
 * the title names the alphas of the PCK it shows (``PCK@0.05/0.1/0.15: 20 / 70 / 90 %``);
 * a third panel shows the source warped onto the target (a method's ``extras["warped"]``, else
-  warped through its target -> source ``dense_flow``).
+  warped through its target -> source flow, ``method(..., dense="backward")``, asked for the
+  pictured pairs only).
 
 When the method returns sparse matches (``extras["sparse_src"]``/``["sparse_trg"]``) it also saves
 ``<index>_<pair>_matches.png`` (both images side by side, matches joined by lines), and it lets the
@@ -266,5 +267,6 @@ class PictureWriter:
         if self.method is None:
             return None
         src, trg = batch["src_img"][i : i + 1], batch["trg_img"][i : i + 1]
-        back = self.method.dense_flow(trg, src, batch["trg_path"][i : i + 1], batch["src_path"][i : i + 1])
+        no_points = src.new_zeros(1, 0, 2)
+        back = self.method(src, trg, no_points, batch["src_path"][i : i + 1], batch["trg_path"][i : i + 1], dense="backward").flow
         return warp_by_flow(src, back)[0]

@@ -4,20 +4,19 @@ SIGGRAPH 2017): ``method=dia``.
 Modules: :mod:`.patchmatch` (deep PatchMatch, eq. 2, and NNF upsampling, 4.4), :mod:`.deconv`
 (sub-networks between pyramid levels and L-BFGS feature inversion, eq. 5), :mod:`.reconstruct`
 (warp, deconvolve, blend: eqs. 4-6), :mod:`.aggregate` (patch voting, 4.5), :mod:`.analogy`
-(Algorithm 1, settings and presets), :mod:`.matcher` (the :class:`DeepImageAnalogy` matcher) and
+(Algorithm 1 and its settings), :mod:`.matcher` (the :class:`DeepImageAnalogy` matcher) and
 :mod:`.pictures` (:func:`save_analogy`).
 """
 
-from .analogy import PRESETS, AnalogyParams, AnalogyResult, deep_image_analogy
-from .matcher import DeepImageAnalogy, transfer_points
+from .analogy import AnalogyParams, AnalogyResult, deep_image_analogy
+from .matcher import DeepImageAnalogy, nnf_to_flow
 from .pictures import save_analogy
 
 __all__ = [
-    "PRESETS",
     "AnalogyParams",
     "AnalogyResult",
     "DeepImageAnalogy",
     "deep_image_analogy",
     "save_analogy",
-    "transfer_points",
+    "nnf_to_flow",
 ]

@@ -1,37 +1,47 @@
 """The coarse-to-fine Deep Image Analogy driver (Algorithm 1 of Liao et al., SIGGRAPH 2017).
 
-Levels are numbered as in the paper, L = 5 (coarsest) .. 1 (finest); level L is the backbone's
-``pyramid[L - 1]`` (VGG-19: reluL_1). Per-level settings are listed coarse to fine, as the paper
-lists them: ``patch_sizes`` and ``radii`` for L = 5..1, ``alphas`` for L = 4..1.
+Levels are numbered as in the paper, L = 5 (coarsest) .. 1 (finest); level L is VGG-19's
+reluL_1, of stride 2^(L-1). Other backbones stand in by stride: ``pyramid`` names, for L = 1..5,
+the backbone layer of that stride (None where the backbone has none, or where a level is left
+out), from the backbone config's table (``conf/backbone/*.yaml``, key ``pyramid``). Per-level
+settings are listed coarse to fine, as the paper lists them: ``pm_iters``, ``patch_sizes`` and
+``radii`` for L = 5..1, ``blend_weights`` and ``lbfgs_iters`` for the reconstructed levels L = 4..1;
+a level's settings apply to the layer standing for it.
 
-1. Preprocessing (4.1): features of A and B' at the five levels; F_A'^5 = F_A^5, F_B^5 = F_B'^5;
-   random NNFs at level 5.
-2. For L = 5..1: bidirectional deep PatchMatch (4.2, eq. 2) refines phi_{a->b}^L and
-   phi_{b->a}^L; for L > 1 the NNFs are upsampled to L-1 (4.4) and the latent features
-   F_A'^{L-1}, F_B^{L-1} are reconstructed (4.3, eqs. 4-6).
-3. Output (4.5): the level-1 NNFs upsampled to image resolution (identity for VGG-19, whose
-   relu1_1 has stride 1; x2 for MobileNetV2, whose finest pyramid level has stride 2) are the
-   pixel mappings Phi_{a->b}, Phi_{b->a}; A' and B are aggregated from B' and A with 5 x 5 patches.
+1. Preprocessing (4.1): features of A and B' at the levels used; at the top level T,
+   F_A'^T = F_A^T, F_B^T = F_B'^T; random NNFs at level T.
+2. For every level L from T down: bidirectional deep PatchMatch (4.2, eq. 2:
+   ``||F_A - F_B||^2 + ||F_A' - F_B'||^2``) refines phi_{a->b}^L and phi_{b->a}^L; above the
+   finest level the NNFs are upsampled to the next level used, L' (4.4), and the latent features
+   F_A'^{L'}, F_B^{L'} are reconstructed (4.3, eqs. 4-6).
+3. Output (4.5): the finest NNFs upsampled to image resolution (the identity for VGG-19, whose
+   relu1_1 has stride 1; x stride otherwise) are the pixel mappings Phi_{a->b}, Phi_{b->a}; A' and
+   B are aggregated from B' and A with ``output_patch`` patches.
 
-Choices the paper leaves open or that differ from it, all configurable: the deconvolution starts
-from ``deconv_init`` = ``"content"`` (the reference code starts from the source's own features,
-F_A^{L-1} for R_B'^{L-1}; the paper says "randomized") or ``"warp"`` (the finer features F_B'^{L-1}
-warped pixel by pixel through the upsampled NNF: close to the solution, so few L-BFGS iterations
-suffice); ``max_side`` caps the working resolution (the reference code's ``ratio``): the images
-are downscaled (bilinear, antialiased) for the analogy, and the final NNFs are upsampled to the
-input resolution, where A' and B are aggregated. One seeded generator drives the random NNFs, the
-random search and the PCA samples, so a pair's result does not depend on the pairs before it.
+Choices the paper leaves open or that differ from it, all configurable:
 
-Presets (:data:`PRESETS`): ``"paper"`` = the paper's settings (exact eq. 2, 100 L-BFGS iterations
-with a strong-Wolfe line search, content start, float32); ``"fast"`` = the CPU preset of
-``conf/method/dia.yaml`` (plain L-BFGS from the warp start, 10 iterations for levels 4-2 and 5 for
-level 1, the costliest; bfloat16 autocast in the network; PatchMatch on 32 principal components of
-the patches); see ``benchmarks/bench_dia.py``.
+- ``deconv_init``: the deconvolution's start point. ``"random"`` (the paper: "R_B'^{L-1}, which
+  is randomized initially": Gaussian noise with the per-channel mean and standard deviation of the
+  features being inverted) or ``"warp"`` (the reference code: the finer features of the other
+  image carried through the upsampled NNF by patch voting, e.g. F_B'^{L-1}(phi_{a->b}^{L-1}) for
+  A'; close to the solution, so few L-BFGS iterations suffice).
+- ``deconv_form``: ``"direct"`` (the paper's eq. 5: the variable is R^{L-1} itself) or
+  ``"reference"`` (the reference code: the variable is the feature map one level further down,
+  X^{L-2}, optimised through the two sub-networks to reproduce the level-L target, and
+  R^{L-1} = CNN_{L-2}^{L-1}(X); R is then always a map the network can produce, e.g. a valid
+  post-ReLU map for VGG-19). Below the finest level used the variable is the normalised image.
+- ``max_side`` caps the working resolution (the reference code's ``ratio``): the images are
+  downscaled (bilinear, antialiased) for the analogy and the final NNFs are upsampled to the input
+  resolution, where A' and B are aggregated.
+- One seeded generator drives the random NNFs, the random search, the random deconvolution start
+  and the PCA samples, so a pair's result does not depend on the pairs before it.
+
+The presets (the paper's settings, and the fast default) are config files: ``conf/method/dia.yaml``
+(the default) and ``conf/method/dia_paper.yaml``; the YAML is the only place defaults live.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -39,81 +49,93 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from semcorr.backbones import Backbone
+from semcorr.backbones.inversion import IMAGE_INPUT, subnetwork
 from semcorr.errors import ConfigError
+from semcorr.timing import StageClock
 
 from .aggregate import vote
-from .deconv import subnetwork
 from .patchmatch import PatchField, descriptors, patchmatch, random_nnf, side, upsample_nnf
-from .reconstruct import reconstruct_latents
+from .reconstruct import Deconvolution, reconstruct_latents
 
-DECONV_INITS = ("content", "warp")
+DECONV_INITS = ("random", "warp")
+DECONV_FORMS = ("direct", "reference")
+LEVELS = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
 class AnalogyParams:
-    """Every knob of Deep Image Analogy (defaults: the paper's settings).
+    """Every knob of Deep Image Analogy. No defaults here: they live in ``conf/method/dia*.yaml``.
 
     Attributes:
+        pyramid: the backbone layer standing for each level L = 1..5 (None: level not used); at
+            least two levels.
         pm_iters: PatchMatch iterations (propagation + random search): one number for every
             level, or one per level for L = 5..1.
         jumps: propagation jump sizes tried in every iteration.
         patch_sizes: PatchMatch patch side for L = 5..1.
         radii: random-search radius (feature cells) for L = 5..1; None = the whole map.
-        alphas: blend weights alpha^L for L = 4..1 (eq. 6).
+        blend_weights: the blend weights alpha^L of eq. 6 for L = 4..1 (named so as not to be
+            confused with the PCK alphas of the evaluation).
         kappa: slope of the response sigmoid.
         tau: threshold of the response sigmoid.
-        lbfgs_iters: L-BFGS iterations of the deconvolutions (eq. 5): one number for every level,
-            or one per reconstructed level for L = 4..1 (0: no deconvolution, the start point is
-            kept).
-        deconv_init: ``"content"`` or ``"warp"`` (module docstring).
+        lbfgs_iters: L-BFGS iterations of the deconvolution (eq. 5) reconstructing level L: one
+            number for every level, or one per level for L = 4..1 (0: the start point is kept).
         lbfgs_line_search: strong-Wolfe line search in L-BFGS (False: plain steps).
+        deconv_init: ``"random"`` or ``"warp"`` (module docstring).
+        deconv_form: ``"direct"`` or ``"reference"`` (module docstring).
         bf16: run the network (features and deconvolutions) under bfloat16 autocast.
-        pca_dims: None for exact patch distances; else patches are projected on this many
-            principal components (:func:`~.patchmatch.descriptors`).
+        pca_dims: None for exact eq. 2 patch distances; else patches are projected on this many
+            principal components (:func:`~.patchmatch.descriptors`), an approximation.
         output_patch: patch side of the output aggregation (4.5).
         max_side: cap on the longer image side during the analogy; None for none.
-        seed: seed of the random NNF initialisation, random search and PCA sampling.
+        seed: seed of the random NNF initialisation, random search, random starts and PCA sampling.
     """
 
-    pm_iters: int | tuple[int, ...] = 10
-    jumps: tuple[int, ...] = (8, 4, 2, 1)
-    patch_sizes: tuple[int, ...] = (3, 3, 3, 5, 5)
-    radii: tuple[int | None, ...] = (None, 6, 6, 4, 4)
-    alphas: tuple[float, ...] = (0.8, 0.7, 0.6, 0.1)
-    kappa: float = 300.0
-    tau: float = 0.05
-    lbfgs_iters: int | tuple[int, ...] = 100
-    lbfgs_line_search: bool = True
-    deconv_init: str = "content"
-    bf16: bool = False
-    pca_dims: int | None = None
-    output_patch: int = 5
-    max_side: int | None = None
-    seed: int = 0
+    pyramid: tuple[int | None, ...]
+    pm_iters: int | tuple[int, ...]
+    jumps: tuple[int, ...]
+    patch_sizes: tuple[int, ...]
+    radii: tuple[int | None, ...]
+    blend_weights: tuple[float, ...]
+    kappa: float
+    tau: float
+    lbfgs_iters: int | tuple[int, ...]
+    lbfgs_line_search: bool
+    deconv_init: str
+    deconv_form: str
+    bf16: bool
+    pca_dims: int | None
+    output_patch: int
+    max_side: int | None
+    seed: int
 
     def __post_init__(self) -> None:
         """Normalise sequences to tuples and check the values (:class:`ConfigError`)."""
-        for name in ("jumps", "patch_sizes", "radii", "alphas"):
+        for name in ("pyramid", "jumps", "patch_sizes", "radii", "blend_weights"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("pm_iters", "lbfgs_iters"):
             value = getattr(self, name)
             object.__setattr__(self, name, value if isinstance(value, int) else tuple(value))
         problems = []
+        if len(self.pyramid) != 5 or sum(layer is not None for layer in self.pyramid) < 2:
+            problems.append(f"pyramid must name 5 layers (L = 1..5, null where unused), at least 2 of them, got {self.pyramid}")
         if len(self.patch_sizes) != 5 or any(p < 1 or p % 2 == 0 for p in self.patch_sizes):
             problems.append(f"patch_sizes must be 5 odd sizes (L = 5..1), got {self.patch_sizes}")
         if len(self.radii) != 5 or any(r is not None and r < 1 for r in self.radii):
             problems.append(f"radii must be 5 radii >= 1 or null (L = 5..1), got {self.radii}")
-        if len(self.alphas) != 4 or any(not 0.0 <= a <= 1.0 for a in self.alphas):
-            problems.append(f"alphas must be 4 weights in [0, 1] (L = 4..1), got {self.alphas}")
+        if len(self.blend_weights) != 4 or any(not 0.0 <= a <= 1.0 for a in self.blend_weights):
+            problems.append(f"blend_weights must be 4 weights in [0, 1] (L = 4..1), got {self.blend_weights}")
         for name, levels in (("pm_iters", 5), ("lbfgs_iters", 4)):
             value = getattr(self, name)
             counts = (value,) if isinstance(value, int) else value
             if (not isinstance(value, int) and len(value) != levels) or any(c < 0 for c in counts):
                 problems.append(f"{name} must be one count >= 0 or {levels} of them, got {value}")
-        if any(j < 1 for j in self.jumps):
+        if not self.jumps or any(j < 1 for j in self.jumps):
             problems.append(f"jumps must be >= 1, got {self.jumps}")
         if self.deconv_init not in DECONV_INITS:
             problems.append(f"deconv_init must be one of {DECONV_INITS}, got {self.deconv_init!r}")
+        if self.deconv_form not in DECONV_FORMS:
+            problems.append(f"deconv_form must be one of {DECONV_FORMS}, got {self.deconv_form!r}")
         if self.pca_dims is not None and self.pca_dims < 1:
             problems.append(f"pca_dims must be >= 1 or null, got {self.pca_dims}")
         if self.output_patch < 1 or self.output_patch % 2 == 0:
@@ -121,24 +143,36 @@ class AnalogyParams:
         if self.max_side is not None and self.max_side < 16:
             problems.append(f"max_side must be >= 16 or null, got {self.max_side}")
         if problems:
-            raise ConfigError("Deep Image Analogy: " + "; ".join(problems))
+            raise ConfigError("Deep Image Analogy (method.*): " + "; ".join(problems))
 
-    def level_pm_iters(self, step: int) -> int:
-        """PatchMatch iterations at the ``step``-th level from the top (0 = L5)."""
-        return self.pm_iters if isinstance(self.pm_iters, int) else self.pm_iters[step]
+    @property
+    def levels(self) -> list[int]:
+        """The levels used, coarse to fine (e.g. [5, 4, 3, 2] for MobileNetV2)."""
+        return [level for level in reversed(LEVELS) if self.pyramid[level - 1] is not None]
 
-    def level_lbfgs_iters(self, step: int) -> int:
-        """L-BFGS iterations reconstructing the ``step``-th level below the top (0 = L4)."""
-        return self.lbfgs_iters if isinstance(self.lbfgs_iters, int) else self.lbfgs_iters[step]
+    def layer(self, level: int) -> int:
+        """The backbone layer standing for ``level``."""
+        return int(self.pyramid[level - 1])
 
+    def patch(self, level: int) -> int:
+        """PatchMatch patch side at ``level``."""
+        return self.patch_sizes[5 - level]
 
-#: Named settings: the paper's, and the fast CPU preset of ``benchmarks/bench_dia.py``.
-PRESETS: dict[str, AnalogyParams] = {
-    "paper": AnalogyParams(),
-    "fast": AnalogyParams(
-        lbfgs_iters=(10, 10, 10, 5), lbfgs_line_search=False, deconv_init="warp", bf16=True, pca_dims=32
-    ),
-}
+    def radius(self, level: int) -> int | None:
+        """Random-search radius at ``level`` (None: the whole map)."""
+        return self.radii[5 - level]
+
+    def level_pm_iters(self, level: int) -> int:
+        """PatchMatch iterations at ``level``."""
+        return self.pm_iters if isinstance(self.pm_iters, int) else self.pm_iters[5 - level]
+
+    def alpha(self, level: int) -> float:
+        """Blend weight alpha^L of the reconstructed ``level`` (1..4)."""
+        return self.blend_weights[4 - level]
+
+    def level_lbfgs_iters(self, level: int) -> int:
+        """L-BFGS iterations reconstructing ``level`` (1..4)."""
+        return self.lbfgs_iters if isinstance(self.lbfgs_iters, int) else self.lbfgs_iters[4 - level]
 
 
 @dataclass
@@ -150,36 +184,18 @@ class AnalogyResult:
         nnf_ba: (Hb, Wb, 2) long Phi_{b->a}: for every pixel of B' its pixel in A.
         a_prime: (3, Ha, Wa) A' in [0, 1] (A's structure, B''s appearance).
         b: (3, Hb, Wb) B in [0, 1] (B''s structure, A's appearance).
-        seconds: wall time per stage: ``features``, ``patchmatch L5`` .. ``patchmatch L1``,
-            ``deconv L4`` .. ``deconv L1`` (warp + deconvolution + blend producing level L),
-            ``aggregate`` and ``total``.
+        level_nnfs: level L -> (h_L, w_L, 2) long phi_{a->b}^L after that level's PatchMatch, on
+            the working-resolution feature grid (the per-level diagnostic).
+        seconds: wall time per stage: ``features``, ``patchmatch L<L>`` and ``deconv L<L>`` (warp +
+            deconvolution + blend producing level L) per level used, ``aggregate`` and ``total``.
     """
 
     nnf_ab: Tensor
     nnf_ba: Tensor
     a_prime: Tensor
     b: Tensor
+    level_nnfs: dict[int, Tensor] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-class _Clock:
-    """Stage timer (synchronises CUDA so that GPU time lands in the right stage)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.seconds: dict[str, float] = {}
-        self._last = self._now()
-
-    def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        """Charge the time since the previous lap to stage ``name``."""
-        now = self._now()
-        self.seconds[name] = now - self._last
-        self._last = now
 
 
 def _working(img: Tensor, max_side: int | None) -> Tensor:
@@ -197,71 +213,96 @@ def _size(feature: Tensor) -> tuple[int, int]:
     return int(feature.shape[-2]), int(feature.shape[-1])
 
 
+def _random_like(feature: Tensor, generator: torch.Generator) -> Tensor:
+    """(C, H, W) Gaussian noise with the per-channel mean and standard deviation of ``feature``."""
+    noise = torch.randn(feature.shape, generator=generator, device=generator.device).to(feature)
+    mean = feature.mean(dim=(1, 2), keepdim=True)
+    std = feature.std(dim=(1, 2), keepdim=True)
+    return mean + std * noise
+
+
 def deep_image_analogy(backbone: Backbone, a: Tensor, b_prime: Tensor, params: AnalogyParams) -> AnalogyResult:
     """Run Algorithm 1 on one pair.
 
     Args:
-        backbone: feature extractor with a 5-level :attr:`~Backbone.pyramid` whose sub-networks
-            :func:`~.deconv.subnetwork` can cut (VGG-19, MobileNetV2, ResNets).
+        backbone: feature extractor whose sub-networks :func:`~.deconv.subnetwork` can cut
+            (VGG-19, MobileNetV2, ResNets), with the layers of ``params.pyramid``.
         a: (3, Ha, Wa) image A in [0, 1].
         b_prime: (3, Hb, Wb) image B' in [0, 1], on the same device.
         params: the settings.
 
     Returns:
         :class:`AnalogyResult` at the input resolution.
-
-    Raises:
-        ConfigError: the backbone's pyramid does not have 5 levels.
     """
-    pyramid = list(backbone.pyramid)
-    if len(pyramid) != 5:
-        raise ConfigError(f"Deep Image Analogy needs a 5-level pyramid; {backbone.name} has {pyramid}")
-    clock = _Clock(a.device)
+    levels = params.levels
+    layers = [params.layer(level) for level in levels]  # coarse to fine
+    seconds: dict[str, float] = {}
+    clock = StageClock(seconds, device=a.device)
     generator = torch.Generator(device=a.device).manual_seed(params.seed)
+    images = (_working(a, params.max_side), _working(b_prime, params.max_side))
+    reference = params.deconv_form == "reference"
+    # the reference form optimises one level further down: the image below the finest level used
+    wanted = layers + ([IMAGE_INPUT] if reference else [])
     with torch.no_grad(), torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=params.bf16):
-        fa = [f[0].float() for f in backbone(_working(a, params.max_side)[None], pyramid)]
-        fb = [f[0].float() for f in backbone(_working(b_prime, params.max_side)[None], pyramid)]
+        fa, fb = ({} for _ in range(2))
+        for feats, img in ((fa, images[0]), (fb, images[1])):
+            outs = backbone(img[None], layers)
+            feats.update({level: f[0].float() for level, f in zip(levels, outs)})
+            if reference:
+                feats[0] = ((img[None] - backbone.mean) / backbone.std)[0].float()
     clock.lap("features")
 
-    top = len(pyramid) - 1
-    latent_a, latent_b = fa[top], fb[top]  # F_A'^5 = F_A^5, F_B^5 = F_B'^5
+    top = levels[0]
+    latent_a, latent_b = fa[top], fb[top]  # F_A'^T = F_A^T, F_B^T = F_B'^T
     nnf_ab = random_nnf(_size(fa[top]), _size(fb[top]), generator)
     nnf_ba = random_nnf(_size(fb[top]), _size(fa[top]), generator)
-    for k in range(top, -1, -1):  # pyramid index k is paper level L = k + 1
-        step = top - k
-        patch = params.patch_sizes[step]
+    level_nnfs: dict[int, Tensor] = {}
+    below = {upper: lower for upper, lower in zip(levels, levels[1:] + ([0] if reference else []))}
+    layer_of = {level: params.layer(level) for level in levels} | {0: IMAGE_INPUT}
+    for i, level in enumerate(levels):
         with torch.no_grad():
+            # eq. 2: the A side is [F_A, F_A'], the B side [F_B, F_B'] (F_B the latent of B')
             desc_a, desc_b, summed = descriptors(
-                side(fa[k], latent_a), side(fb[k], latent_b), patch, params.pca_dims, generator
+                side(fa[level], latent_a), side(latent_b, fb[level]), params.patch(level), params.pca_dims, generator
             )
-            search = (params.level_pm_iters(step), params.jumps, params.radii[step], generator)
+            search = (params.level_pm_iters(level), params.jumps, params.radius(level), generator)
             nnf_ab, _ = patchmatch(PatchField(desc_a, desc_b, summed), nnf_ab, *search)
             nnf_ba, _ = patchmatch(PatchField(desc_b, desc_a, summed), nnf_ba, *search)
-        clock.lap(f"patchmatch L{k + 1}")
-        if k == 0:
+        level_nnfs[level] = nnf_ab
+        clock.lap(f"patchmatch L{level}")
+        if i == len(levels) - 1:
             break
-        up_ab = upsample_nnf(nnf_ab, _size(fa[k - 1]), _size(fb[k - 1]))
-        up_ba = upsample_nnf(nnf_ba, _size(fb[k - 1]), _size(fa[k - 1]))
+        finer = levels[i + 1]
+        up_ab = upsample_nnf(nnf_ab, _size(fa[finer]), _size(fb[finer]))
+        up_ba = upsample_nnf(nnf_ba, _size(fb[finer]), _size(fa[finer]))
+        variable = below[finer] if reference else finer  # the level whose map L-BFGS optimises
+        var_ab = up_ab if variable == finer else upsample_nnf(nnf_ab, _size(fa[variable]), _size(fb[variable]))
+        var_ba = up_ba if variable == finer else upsample_nnf(nnf_ba, _size(fb[variable]), _size(fa[variable]))
         if params.deconv_init == "warp":
-            inits = [vote(fb[k - 1], up_ab, 1), vote(fa[k - 1], up_ba, 1)]
+            patch = params.patch(finer) if variable == finer else 1
+            inits = [vote(fb[variable], var_ab, patch), vote(fa[variable], var_ba, patch)]
         else:
-            inits = [fa[k - 1], fb[k - 1]]
-        latent_a, latent_b = reconstruct_latents(
-            subnetwork(backbone, pyramid[k - 1], pyramid[k]),
-            uppers=(fb[k], fa[k]),
-            nnfs=(nnf_ab, nnf_ba),
-            patch=patch,
-            contents=(fa[k - 1], fb[k - 1]),
-            inits=inits,
-            alpha=params.alphas[step],
-            iterations=params.level_lbfgs_iters(step),
+            inits = [_random_like(fb[variable], generator), _random_like(fa[variable], generator)]
+        deconv = Deconvolution(
+            to_target=subnetwork(backbone, layer_of[variable], layer_of[level]),
+            to_output=None if variable == finer else subnetwork(backbone, layer_of[variable], layer_of[finer]),
+            iterations=params.level_lbfgs_iters(finer),
             bf16=params.bf16,
             line_search=params.lbfgs_line_search,
+        )
+        latent_a, latent_b = reconstruct_latents(
+            deconv,
+            uppers=(fb[level], fa[level]),
+            nnfs=(nnf_ab, nnf_ba),
+            patch=params.patch(level),
+            contents=(fa[finer], fb[finer]),
+            inits=inits,
+            alpha=params.alpha(finer),
             kappa=params.kappa,
             tau=params.tau,
         )
         nnf_ab, nnf_ba = up_ab, up_ba
-        clock.lap(f"deconv L{k}")
+        clock.lap(f"deconv L{finer}")
 
     size_a, size_b = _size(a), _size(b_prime)
     if tuple(nnf_ab.shape[:2]) != size_a or tuple(nnf_ba.shape[:2]) != size_b:
@@ -270,7 +311,5 @@ def deep_image_analogy(backbone: Backbone, a: Tensor, b_prime: Tensor, params: A
     a_prime = vote(b_prime, nnf_ab, params.output_patch)
     b = vote(a, nnf_ba, params.output_patch)
     clock.lap("aggregate")
-    seconds = dict(clock.seconds)
-    seconds["total"] = sum(clock.seconds.values())
-    return AnalogyResult(nnf_ab=nnf_ab, nnf_ba=nnf_ba, a_prime=a_prime, b=b, seconds=seconds)
-
+    seconds["total"] = sum(seconds.values())
+    return AnalogyResult(nnf_ab=nnf_ab, nnf_ba=nnf_ba, a_prime=a_prime, b=b, level_nnfs=level_nnfs, seconds=seconds)

@@ -144,8 +144,10 @@ class PatchField:
 
     ``cost(p, q) = sum_{d in window} |s(p + d) - t(q + d)|^2`` is computed as
     ``S(p) + sum_d [-2 s(p + d), 1] . [t(q + d), |t(q + d)|^2]``: the window sum ``S`` of the
-    source's squared norms is precomputed, and the target's squared norm rides along as one more
-    channel, so each window offset costs one row gather and one row-wise dot product.
+    source's squared norms and, for every window offset ``d``, the source descriptors at ``p + d``
+    are precomputed, and the target's squared norm rides along as one more channel, so each window
+    offset of a candidate field costs one gather of target rows (from a table small enough to stay
+    in cache) and one row-wise dot product. Exact: no term is dropped or rounded.
 
     Args:
         src: (Hs + s - 1, Ws + s - 1, D) padded source descriptors (see :func:`descriptors`).
@@ -155,15 +157,21 @@ class PatchField:
 
     def __init__(self, src: Tensor, trg: Tensor, summed: int) -> None:
         self.summed = summed
-        self.src_size = (src.shape[0] - summed + 1, src.shape[1] - summed + 1)
+        hs, ws = src.shape[0] - summed + 1, src.shape[1] - summed + 1
+        self.src_size = (hs, ws)
         self.trg_size = (trg.shape[0] - summed + 1, trg.shape[1] - summed + 1)
-        self._trg_width = trg.shape[1]
-        self._src = torch.cat([-2.0 * src, torch.ones_like(src[..., :1])], dim=-1)
+        width = trg.shape[1]
+        src_rows = torch.cat([-2.0 * src, torch.ones_like(src[..., :1])], dim=-1)
+        offsets = [(dy, dx) for dy in range(summed) for dx in range(summed)]
+        # per window offset d: the source descriptors at p + d of every pixel p, contiguous
+        self._src_shifted = [src_rows[dy : dy + hs, dx : dx + ws].reshape(hs * ws, -1).contiguous() for dy, dx in offsets]
+        self._trg_offsets = [dy * width + dx for dy, dx in offsets]
+        self._trg_width = width
         self._trg_rows = torch.cat([trg, trg.pow(2).sum(-1, keepdim=True)], dim=-1).reshape(-1, trg.shape[2] + 1)
         norms = src.pow(2).sum(-1)
         if summed > 1:
             norms = F.avg_pool2d(norms[None, None], summed, stride=1)[0, 0] * (summed * summed)
-        self._src_sq = norms
+        self._src_sq = norms.reshape(-1)
 
     def cost(self, nnf: Tensor) -> Tensor:
         """Patch cost of every source pixel at its NNF entry.
@@ -174,15 +182,12 @@ class PatchField:
         Returns:
             (Hs, Ws) float costs.
         """
-        hs, ws = self.src_size
         base = (nnf[..., 0] * self._trg_width + nnf[..., 1]).reshape(-1)
-        total = self._src_sq.reshape(-1).clone()
-        for dy in range(self.summed):
-            for dx in range(self.summed):
-                rows = self._trg_rows.index_select(0, base + (dy * self._trg_width + dx) if dy or dx else base)
-                src = self._src[dy : dy + hs, dx : dx + ws].reshape(hs * ws, -1)
-                total += torch.einsum("nd,nd->n", src, rows)
-        return total.reshape(hs, ws)
+        total = self._src_sq.clone()
+        for src, offset in zip(self._src_shifted, self._trg_offsets):
+            rows = self._trg_rows.index_select(0, base + offset if offset else base)
+            total += (src * rows).sum(-1)
+        return total.reshape(self.src_size)
 
 
 def random_nnf(src_size: tuple[int, int], trg_size: tuple[int, int], generator: torch.Generator) -> Tensor:

@@ -6,11 +6,11 @@ For A' (B is symmetric, with the roles of A and B' swapped and phi_{b->a}):
    voting through the NNF (:func:`~.aggregate.vote` with the level's patch size, the reference
    code's ``avg_vote``);
 2. deconvolve: ``R_B'^{L-1} = argmin_R ||CNN_{L-1}^L(R) - F_B'^L(phi_{a->b}^L)||^2`` (eq. 5,
-   :func:`~.deconv.deconvolve`);
+   :class:`~.deconv.Deconvolution`, in the paper's form or the reference code's);
 3. blend: ``F_A'^{L-1} = F_A^{L-1} o W + R_B'^{L-1} o (1 - W)`` (eq. 4) with
    ``W = alpha^{L-1} M`` (eq. 6), ``M = sigmoid(kappa (|F_A^{L-1}|^2_norm - tau))``
    (:func:`response_mask`), ``|F|^2_norm`` the squared feature norm min-max normalised to [0, 1]
-   over the map (the reference code's normalisation), kappa = 300, tau = 0.05. The alphas
+   over the map (the reference code's normalisation), kappa = 300, tau = 0.05. The blend weights
    default to ``{0.8, 0.7, 0.6, 0.1}`` for L = 4, 3, 2, 1. (The reference code thresholds M at
    tau instead of the paper's sigmoid; the sigmoid is used here.)
 
@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .aggregate import vote
-from .deconv import deconvolve
+from .deconv import Deconvolution
 
 #: Floor on the range of squared norms in :func:`response_mask` (a constant map gives M(tau)).
 _EPS = 1e-12
@@ -65,18 +65,15 @@ def blend(content: Tensor, detail: Tensor, alpha: float, kappa: float = 300.0, t
 
 
 def reconstruct_latents(
-    subnet: nn.Module,
+    deconv: Deconvolution,
     uppers: Sequence[Tensor],
     nnfs: Sequence[Tensor],
     patch: int,
     contents: Sequence[Tensor],
     inits: Sequence[Tensor],
     alpha: float,
-    iterations: int,
-    bf16: bool = False,
-    line_search: bool = True,
-    kappa: float = 300.0,
-    tau: float = 0.05,
+    kappa: float,
+    tau: float,
 ) -> list[Tensor]:
     """Warp, deconvolve and blend for each direction (eqs. 4-6).
 
@@ -84,16 +81,13 @@ def reconstruct_latents(
     ``F_A^L``, ``phi_{b->a}^L``, ``F_B'^{L-1}``.
 
     Args:
-        subnet: ``CNN_{L-1}^L`` (:func:`~.deconv.subnetwork`).
+        deconv: the deconvolution from level L to L-1.
         uppers: per direction, (C_L, Ht_L, Wt_L) target-side features at level L.
         nnfs: per direction, (Hs_L, Ws_L, 2) long NNF at level L.
         patch: level L's patch size (the voting patch of the warp).
         contents: per direction, (C_{L-1}, Hs_{L-1}, Ws_{L-1}) source-side features at L-1.
-        inits: per direction, deconvolution starting points shaped like ``contents``.
+        inits: per direction, the deconvolution's start point (shaped like its variable).
         alpha: alpha^{L-1}.
-        iterations: L-BFGS iterations.
-        bf16: bfloat16 autocast in the deconvolution.
-        line_search: strong-Wolfe line search in L-BFGS.
         kappa / tau: see :func:`response_mask`.
 
     Returns:
@@ -101,10 +95,7 @@ def reconstruct_latents(
     """
     targets = [vote(upper, nnf, patch) for upper, nnf in zip(uppers, nnfs)]
     if len({tuple(t.shape) for t in targets}) == 1 and len({tuple(i.shape) for i in inits}) == 1:
-        batch = deconvolve(subnet, torch.stack(targets), torch.stack(list(inits)), iterations, bf16, line_search)
-        details = list(batch)
+        details = list(deconv(torch.stack(targets), torch.stack(list(inits))))
     else:
-        details = [
-            deconvolve(subnet, t[None], i[None], iterations, bf16, line_search)[0] for t, i in zip(targets, inits)
-        ]
+        details = [deconv(t[None], i[None])[0] for t, i in zip(targets, inits)]
     return [blend(content, detail, alpha, kappa, tau) for content, detail in zip(contents, details)]

@@ -8,13 +8,12 @@ method).
 """
 
 from .geometry import HyperpixelGrid, hyperpixel_grid
-from .hyperimage import FeatureCache, HyperImage, build_hyperimage
+from .hyperimage import HyperImage, build_hyperimage
 from .matcher import HyperpixelFlow
 from .rhm import gaussian_kernel, hough_space, match_fast, match_reference, rhm_reference
 from .transfer import dense_transfer, transfer_points, transfer_reference
 
 __all__ = [
-    "FeatureCache",
     "HyperImage",
     "HyperpixelFlow",
     "HyperpixelGrid",

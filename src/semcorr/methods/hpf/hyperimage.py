@@ -1,4 +1,4 @@
-"""Hyperimages: multi-layer features on the base layer's grid, and their per-image cache.
+"""Hyperimages: multi-layer features on the base layer's grid (cached per image by the matcher).
 
 The hyperimage of HPF (eq. 1) concatenates the features of the selected layers along channels:
 the smallest id is the base; every other layer is upsampled to the base size (bilinear,
@@ -19,8 +19,7 @@ fast path can apply the same interpolation to similarity matrices (see :mod:`.si
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -241,41 +240,3 @@ def build_hyperimage(
     inv_norm = 1.0 / sqnorm.sqrt().clamp_min(NORM_EPS)
     kept = tuple(f.clone() for f in layers) if keep_layers else ()  # own copies, not views of a batch
     return HyperImage(grid, kept, base, tuple(groups), inv_norm)
-
-
-class FeatureCache:
-    """Least-recently-used cache of :class:`HyperImage` objects.
-
-    Keys name an image, its size and the settings it was built with, so that an image shared by
-    many pairs goes through the backbone once. The cache assumes frozen backbone weights.
-
-    Args:
-        capacity: most entries kept; 0 disables caching.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = int(capacity)
-        self._items: OrderedDict[Hashable, HyperImage] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: Hashable) -> HyperImage | None:
-        """The entry for ``key`` (marked most recently used), or None."""
-        item = self._items.get(key)
-        if item is not None:
-            self._items.move_to_end(key)
-        return item
-
-    def put(self, key: Hashable, value: HyperImage) -> None:
-        """Store ``value``, evicting the least recently used entries beyond the capacity."""
-        if self.capacity <= 0:
-            return
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        """Drop every entry."""
-        self._items.clear()

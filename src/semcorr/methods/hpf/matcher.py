@@ -17,9 +17,10 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 from semcorr.methods.base import Matcher, MatchOutput
+from semcorr.methods.cache import LRUCache
 
 from .geometry import HyperpixelGrid
-from .hyperimage import FOLD_CHANNELS, FeatureCache, HyperImage, build_hyperimage
+from .hyperimage import FOLD_CHANNELS, HyperImage, build_hyperimage
 from .rhm import gaussian_kernel, match_fast, match_reference
 from .similarity import Workspace
 from .transfer import dense_transfer, transfer_points, transfer_reference
@@ -80,7 +81,7 @@ class HyperpixelFlow(Matcher):
         self.fold_channels = int(fold_channels)
         self.layers = layers
         self.register_buffer("kernel", gaussian_kernel(gaussian_size), persistent=False)
-        self.cache = FeatureCache(cache_size)
+        self.cache: LRUCache[HyperImage] = LRUCache(cache_size)
         self.workspace = Workspace()
 
     @property
@@ -215,17 +216,24 @@ class HyperpixelFlow(Matcher):
         src_points: Tensor,
         src_ids: list[str] | None = None,
         trg_ids: list[str] | None = None,
+        dense: str | None = None,
     ) -> MatchOutput:
         """Transfer points from source to target (see :meth:`Matcher.forward`).
+
+        The dense flow (``dense="forward"``) is the hyperpixel flow field: every source pixel
+        transferred by the keypoint rule with the pair's one matching; ``dense="backward"``
+        matches the reversed pair (target -> source), the only way HPF has a reverse field.
 
         Args:
             src_img: (B, 3, Hs, Ws) in [0, 1].
             trg_img: (B, 3, Ht, Wt) in [0, 1].
             src_points: (B, N, 2) source points (x, y), NaN-padded.
             src_ids / trg_ids: optional image names for the feature cache.
+            dense: None, ``"forward"`` or ``"backward"``.
 
         Returns:
-            :class:`MatchOutput` with ``points`` (B, N, 2) and the sparse matches in ``extras``.
+            :class:`MatchOutput` with ``points`` (B, N, 2), the sparse matches in ``extras`` and
+            ``flow`` when asked (NaN where no kept box holds the pixel).
         """
         b = src_img.shape[0]
         srcs = self.hyperimages(src_img, src_ids)
@@ -236,6 +244,10 @@ class HyperpixelFlow(Matcher):
         sparse_src = src_points.new_full((b, k, 2), nan)
         sparse_trg = src_points.new_full((b, k, 2), nan)
         sparse_score = src_points.new_full((b, k), nan)
+        flow = None
+        if dense is not None:
+            grid_of = src_img if dense == "forward" else trg_img
+            flow = src_img.new_full((b, 2, *grid_of.shape[-2:]), nan)
         for i in range(b):
             found = self.match(srcs[i], trgs[i])
             if found is None:
@@ -248,29 +260,11 @@ class HyperpixelFlow(Matcher):
             sparse_src[i, :n] = sg.centres(match.device)[top.indices]
             sparse_trg[i, :n] = tg.centres(match.device)[match[top.indices]]
             sparse_score[i, :n] = top.values
-        return MatchOutput(points, {"sparse_src": sparse_src, "sparse_trg": sparse_trg, "sparse_score": sparse_score})
-
-    @torch.no_grad()
-    def dense_flow(
-        self,
-        src_img: Tensor,
-        trg_img: Tensor,
-        src_ids: list[str] | None = None,
-        trg_ids: list[str] | None = None,
-    ) -> Tensor:
-        """The hyperpixel flow field: every source pixel transferred by the keypoint rule.
-
-        Matches once per pair and transfers all pixels on the grid (no per-chunk re-matching).
-
-        Returns:
-            (B, 2, Hs, Ws) flow; NaN where no kept box holds the pixel.
-        """
-        b, _, h, w = src_img.shape
-        srcs = self.hyperimages(src_img, src_ids)
-        trgs = self.hyperimages(trg_img, trg_ids)
-        flow = src_img.new_full((b, 2, h, w), float("nan"))
-        for i in range(b):
-            found = self.match(srcs[i], trgs[i])
-            if found is not None:
-                flow[i] = dense_transfer(srcs[i].grid, trgs[i].grid, found[0])
-        return flow
+            if dense == "forward":
+                flow[i] = dense_transfer(sg, tg, match)
+            elif dense == "backward":
+                reverse = self.match(trgs[i], srcs[i])
+                if reverse is not None:
+                    flow[i] = dense_transfer(tg, sg, reverse[0])
+        extras = {"sparse_src": sparse_src, "sparse_trg": sparse_trg, "sparse_score": sparse_score}
+        return MatchOutput(points, extras, flow)

@@ -29,7 +29,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import get_gaussian_kernel2d
 from torch import Tensor
+
+from semcorr.timing import StageClock
 
 from .geometry import HyperpixelGrid
 from .hyperimage import HyperImage
@@ -37,7 +40,7 @@ from .similarity import SourceScaledCosine, Workspace, reference_cosine
 
 
 def gaussian_kernel(size: int = 7) -> Tensor:
-    """Normalised 2-D Gaussian of the reference code: sigma = size / 2 / 2.354.
+    """Normalised 2-D Gaussian of the reference code, sigma = size / 2 / 2.354 (kornia's).
 
     Args:
         size: side (odd).
@@ -45,11 +48,8 @@ def gaussian_kernel(size: int = 7) -> Tensor:
     Returns:
         (size, size) float32 summing to 1.
     """
-    sigma_sq = (torch.tensor(float(size)) / 2 / 2.354) ** 2
-    half = (size - 1) / 2
-    axis = torch.arange(-half, half + 1, dtype=torch.float32)
-    g = torch.exp(-(axis[None, :] ** 2 / 2 / sigma_sq + axis[:, None] ** 2 / 2 / sigma_sq))
-    return g / g.sum()
+    sigma = size / 2 / 2.354
+    return get_gaussian_kernel2d((size, size), (sigma, sigma))[0]
 
 
 @dataclass(frozen=True)
@@ -264,20 +264,6 @@ def block_argmax(block: Tensor) -> tuple[Tensor, Tensor]:
     return best, row * wt + col
 
 
-class _StageClock:
-    """Adds the time since the previous lap to a named stage of a dict (no-op without one)."""
-
-    def __init__(self, timings: dict[str, float] | None, clock: Callable[[], float]) -> None:
-        self.timings, self.clock = timings, clock
-        self.last = clock()
-
-    def lap(self, stage: str) -> None:
-        if self.timings is not None:
-            now = self.clock()
-            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
-            self.last = now
-
-
 def match_fast(
     src: HyperImage,
     trg: HyperImage,
@@ -305,7 +291,7 @@ def match_fast(
         ``(match, score)``: (Ns,) int64 index of the matched target hyperpixel and (Ns,) its
         confidence (cosine when ``rhm`` is False).
     """
-    stages = _StageClock(timings, clock)
+    stages = StageClock(timings, clock)
     hs, ws = src.grid.shape
     ht, wt = trg.grid.shape
     # sim[r, c] is source (Hs-1-r, Ws-1-c); cos = sim * a with a the reversed inverse source norms

@@ -14,9 +14,12 @@ Canvas: images of different sizes are aligned on a canvas whose size is interpol
 
 Functions the evaluation loop calls (signatures are stable):
 
-- :func:`align_pair` ``(img_a, img_b, pts_a, pts_b, steps=0, alpha=1.0, grid_step=4) -> dict``
+- :func:`align_pair` ``(img_a, img_b, pts_a, pts_b, steps=0, alpha=1.0, grid_step=4, kind="rigid") -> dict``
 - :func:`save_alignment` ``(folder, result, prefix="") -> list[Path]`` (PNG, atomic)
-- :func:`write_correspondences` ``(path, pair_id, src_pts, trg_pts, scores=None) -> Path`` (JSON, atomic)
+- :func:`write_correspondences` ``(path, pair_id, src_pts, trg_pts, scores=None, kept=None) -> Path`` (JSON, atomic)
+
+The MLS kind of the warps is ``kind`` (:mod:`.mls`; rigid by default, as the reference code: it
+never reflects, so a crossing outlier does not fold the picture).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from .mls import mls_grid
 
 
 def warp_to_points(
-    img: Tensor, pts: Tensor, dst_pts: Tensor, out_hw: tuple[int, int], alpha: float = 1.0, grid_step: int = 4
+    img: Tensor, pts: Tensor, dst_pts: Tensor, out_hw: tuple[int, int], alpha: float = 1.0, grid_step: int = 4,
+    kind: str = "rigid",
 ) -> Tensor:
     """Warp an image so that its points ``pts`` move to ``dst_pts`` (MLS, backward sampling).
 
@@ -47,17 +51,19 @@ def warp_to_points(
         out_hw: (Ho, Wo) output size.
         alpha: MLS weight exponent.
         grid_step: MLS node spacing in pixels.
+        kind: MLS kind (:data:`~.mls.MLS_KINDS`).
 
     Returns:
         (C, Ho, Wo) warped image (zeros outside ``img``; all zeros when K == 0).
     """
-    back = mls_grid(dst_pts, pts, out_hw[0], out_hw[1], alpha, grid_step)
+    back = mls_grid(dst_pts, pts, out_hw[0], out_hw[1], alpha, grid_step, kind)
     back = torch.nan_to_num(back, nan=-1e4)
     return remap(img[None].float(), back[None, ..., 0], back[None, ..., 1], align_corners=True)[0]
 
 
 def morph_frame(
-    img_a: Tensor, img_b: Tensor, pts_a: Tensor, pts_b: Tensor, t: float, alpha: float = 1.0, grid_step: int = 4
+    img_a: Tensor, img_b: Tensor, pts_a: Tensor, pts_b: Tensor, t: float, alpha: float = 1.0, grid_step: int = 4,
+    kind: str = "rigid",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One in-between frame at time ``t`` (0: geometry and colours of A, 1: of B).
 
@@ -69,6 +75,7 @@ def morph_frame(
         t: time in [0, 1].
         alpha: MLS weight exponent.
         grid_step: MLS node spacing in pixels.
+        kind: MLS kind.
 
     Returns:
         ``(a_t, b_t, frame)``, each (C, H_t, W_t): A and B warped to the geometry
@@ -79,13 +86,14 @@ def morph_frame(
         round((1 - t) * img_a.shape[-1] + t * img_b.shape[-1]),
     )
     mid = (1 - t) * pts_a + t * pts_b
-    a_t = warp_to_points(img_a, pts_a, mid, hw, alpha, grid_step)
-    b_t = warp_to_points(img_b, pts_b, mid, hw, alpha, grid_step)
+    a_t = warp_to_points(img_a, pts_a, mid, hw, alpha, grid_step, kind)
+    b_t = warp_to_points(img_b, pts_b, mid, hw, alpha, grid_step, kind)
     return a_t, b_t, (1 - t) * a_t + t * b_t
 
 
 def align_pair(
-    img_a: Tensor, img_b: Tensor, pts_a: Tensor, pts_b: Tensor, steps: int = 0, alpha: float = 1.0, grid_step: int = 4
+    img_a: Tensor, img_b: Tensor, pts_a: Tensor, pts_b: Tensor, steps: int = 0, alpha: float = 1.0, grid_step: int = 4,
+    kind: str = "rigid",
 ) -> dict[str, Tensor]:
     """Align two images at the midpoint geometry of their pairs (section 5.1), optionally morph.
 
@@ -97,6 +105,7 @@ def align_pair(
         steps: number of in-between morph frames (t = i / (steps + 1), i = 1..steps); 0: none.
         alpha: MLS weight exponent.
         grid_step: MLS node spacing in pixels.
+        kind: MLS kind.
 
     Returns:
         Dict with ``"a_mid"``, ``"b_mid"`` (3, H, W) the two images warped to the midpoints
@@ -106,11 +115,11 @@ def align_pair(
     """
     ok = torch.isfinite(pts_a).all(dim=1) & torch.isfinite(pts_b).all(dim=1)
     pts_a, pts_b = pts_a[ok].float(), pts_b[ok].float()
-    a_mid, b_mid, blend = morph_frame(img_a, img_b, pts_a, pts_b, 0.5, alpha, grid_step)
+    a_mid, b_mid, blend = morph_frame(img_a, img_b, pts_a, pts_b, 0.5, alpha, grid_step, kind)
     result: dict = {"a_mid": a_mid, "b_mid": b_mid, "blend": blend, "midpoints": 0.5 * (pts_a + pts_b)}
     if steps > 0:
         times = [i / (steps + 1) for i in range(1, steps + 1)]
-        result["frames"] = [morph_frame(img_a, img_b, pts_a, pts_b, t, alpha, grid_step)[2] for t in times]
+        result["frames"] = [morph_frame(img_a, img_b, pts_a, pts_b, t, alpha, grid_step, kind)[2] for t in times]
     return result
 
 
@@ -140,12 +149,14 @@ def save_alignment(folder: str | Path, result: dict, prefix: str = "") -> list[P
 
 
 def write_correspondences(
-    path: str | Path, pair_id: str, src_pts: Tensor, trg_pts: Tensor, scores: Tensor | None = None
+    path: str | Path, pair_id: str, src_pts: Tensor, trg_pts: Tensor, scores: Tensor | None = None,
+    kept: Tensor | None = None,
 ) -> Path:
     """Write the sparse pairs of one image pair as JSON, atomically.
 
-    Format: ``{"pair_id": str, "pairs": [{"src": [x, y], "trg": [x, y], "score": float|null}, ...]}``
-    in image pixels; rows with NaN (padding) are skipped.
+    Format: ``{"pair_id": str, "pairs": [{"src": [x, y], "trg": [x, y], "score": float|null,
+    "kept": bool|null}, ...]}`` in image pixels (``kept``: whether the dense map interpolates the
+    pair); rows with NaN (padding) are skipped.
 
     Args:
         path: the ``.json`` file.
@@ -153,6 +164,7 @@ def write_correspondences(
         src_pts: (K, 2) (x, y) source points, NaN-padded.
         trg_pts: (K, 2) target points.
         scores: optional (K,) scores (e.g. rank V of eq. 11).
+        kept: optional (K,) bool, the pairs the dense map interpolates.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -163,5 +175,8 @@ def write_correspondences(
     pairs = []
     for i in torch.nonzero(ok).flatten().tolist():
         score = None if scores is None or not math.isfinite(float(scores[i])) else float(scores[i])
-        pairs.append({"src": src[i].tolist(), "trg": trg[i].tolist(), "score": score})
+        pairs.append({
+            "src": src[i].tolist(), "trg": trg[i].tolist(), "score": score,
+            "kept": None if kept is None else bool(kept[i]),
+        })
     return write_json(path, {"pair_id": pair_id, "pairs": pairs})

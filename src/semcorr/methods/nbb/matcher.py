@@ -1,37 +1,42 @@
 """Neural Best Buddies (Aberman et al., SIGGRAPH 2018) as a :class:`~semcorr.methods.base.Matcher`.
 
-Pipeline per image pair: features of the 5 pyramid levels -> best buddies percolated coarse to
-fine (:mod:`.pyramid`, Algorithm 1) -> pairs in image pixels, minus those within ``border``
-pixels of an image edge (reference code, 7 px) -> top-k by k-means (:mod:`.selection`) for the
-sparse output -> moving least squares (:mod:`.mls`) through *all* final pairs for keypoint
-transfer, the dense flow and the warped source.
+Pipeline per image pair: features of the pyramid levels (cached per image) -> best buddies
+percolated coarse to fine (:mod:`.pyramid`, Algorithm 1) -> pairs in image pixels, minus those
+within ``border`` pixels of an image edge (reference code, 7 px) -> top-k by k-means
+(:mod:`.selection`) for the sparse output -> the buddies the dense map interpolates
+(:mod:`.densify`) -> moving least squares (:mod:`.mls`) through them for keypoint transfer, the
+dense flow and the warped source. Everything a batch needs comes from one matching per pair.
 
-Levels: level l (1 = finest .. 5 = coarsest) is ``backbone.pyramid[l - 1]``. VGG-19 (the paper's):
-relu1_1 .. relu5_1 (strides 1..16). MobileNetV2: ``features`` ids 1, 3, 6, 13, 17 (the last block
-at strides 2, 4, 8, 16, 32), so its finest pairs are localised to 2 pixels. ResNets: their
-pyramid, where equal strides give a refinement ratio of 1 (regions stay centred on the parent).
+Levels: level L (1 = finest .. 5 = coarsest) is VGG-19's reluL_1, of stride 2^(L-1) (the paper's
+hierarchy: relu5_1 = stride 16). Other backbones stand in by stride: ``pyramid`` gives, for L =
+1..5, the backbone layer of that stride, None where it has none (the table of each
+``conf/backbone/*.yaml``, documented in the README). ``levels`` picks the levels matched (default:
+every level of the pyramid), coarse to fine; the coarsest is matched over the whole maps.
 
-Choices where the paper is silent:
-- Keypoint transfer densifies all final best buddies, not only the top k: the top k (5 in the
-  paper's figures) are too few to describe a non-rigid deformation, while the full set (hundreds)
-  covers the object; the reference code also feeds its full list to MLS. Affine MLS (see
-  :mod:`.mls`) degrades gracefully: one pair gives a translation by its offset, two pairs a fit
-  along their direction; zero pairs give NaN predictions (counted as wrong).
-- MLS weights ``|p - v|^(-2 alpha)`` with alpha = 1 (Schaefer et al.'s choice; the reference
-  code uses 2, which scored 1 point lower in PCK@0.1 on 45 PF-WILLOW pairs).
+Choices where the paper is silent (the paper stops at sparse pairs):
+
+- Densification (``densify``, ``outlier_cells``): the dense map interpolates either every final
+  buddy (``"all"``, as the reference code feeds its list to MLS) or only the buddies consistent
+  with their neighbours (``"local"``, :mod:`.densify`): a buddy whose partner is more than
+  ``outlier_cells`` cells of the coarsest level matched away from the MLS prediction of the other
+  buddies is left out. A cell of the coarsest level is the resolution at which the pairs were
+  decided; every finer pair descends from one of them.
+- MLS kind: ``transfer_mls`` for keypoints and the dense flow, ``warp_mls`` for the warped
+  source, the alignment, morphs and hybrids (``rigid`` by default there, as the reference code:
+  it never reflects, so the pictures do not fold; see :mod:`.mls`). MLS weights
+  ``|p - v|^(-2 alpha)`` with ``mls_alpha`` (Schaefer et al.'s 1; the reference code uses 2).
 - A pair's pixel position is the centre of its finest-level cell (``(x + 0.5) W / w - 0.5``).
-- ``k`` defaults to 5, as in the paper's figures and user study (the reference code's default
-  ``k_final`` is 10).
-- The response of eq. 7 is ``||F(p)||`` as printed (``response_power=1``); the reference code
-  thresholds the squared norm (``response_power=2``), a stricter filter at the same gamma. On
-  the 450 PF-WILLOW pairs of ``../shared/data`` (MobileNetV2, 224 x 224) the paper's form gave
-  PCK@0.05/0.1/0.15 of 17.4/37.7/53.9 against 17.1/36.8/52.0.
+- The response of eq. 7 is ``||F(p)||`` as printed (``response_power=1``). The reference code
+  thresholds the normalised squared norm (``response_power=2``, a stricter filter at the same
+  gamma) but ranks pairs (eq. 11) by the unsquared one; here the same response serves the
+  threshold and the rank.
 
 Extras of :meth:`NeuralBestBuddies.forward` (NaN-padded along the pair axis):
 ``"sparse_src"`` / ``"sparse_trg"`` (B, k, 2) the top-k pairs (x, y), ``"sparse_score"`` (B, k)
-their rank V (eq. 11); ``"buddies_src"`` / ``"buddies_trg"`` (B, M, 2) and ``"buddies_score"``
-(B, M) every final pair; ``"warped"`` (B, 3, Ht, Wt) the source warped onto the target through
-the MLS map target -> source (control roles swapped), zeros where it maps outside the source.
+their rank V (eq. 11); ``"buddies_src"`` / ``"buddies_trg"`` (B, M, 2), ``"buddies_score"`` (B, M)
+every final pair and ``"buddies_kept"`` (B, M) 1.0 where the dense map interpolates it, 0.0 where
+densification left it out; ``"warped"`` (B, 3, Ht, Wt) the source warped onto the target (zeros
+where the map leaves the source).
 """
 
 from __future__ import annotations
@@ -47,10 +52,14 @@ from torch import Tensor
 
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
+from semcorr.grid import pixel_grid
 from semcorr.methods.base import Matcher, MatchOutput
+from semcorr.methods.cache import LRUCache
 
 from .alignment import align_pair, save_alignment, write_correspondences
-from .mls import mls_affine, mls_grid
+from .densify import DENSIFY_RULES, consistent_buddies
+from .hybrid import hybridize, save_hybrid
+from .mls import MLS_KINDS, mls_grid, mls_map
 from .pyramid import Buddies, cells_to_pixels, coarse_to_fine
 from .selection import select_top_k
 
@@ -63,103 +72,160 @@ class Correspondences:
         src: (M, 2) float (x, y) in the source image.
         trg: (M, 2) float (x, y) in the target image.
         rank: (M,) rank V of eq. 11, decreasing.
+        kept: (M,) bool, the buddies the dense map interpolates (:mod:`.densify`).
         buddies: the level-by-level result (cells, counts and seconds per level).
     """
 
     src: Tensor
     trg: Tensor
     rank: Tensor
+    kept: Tensor
     buddies: Buddies
 
 
 class NeuralBestBuddies(Matcher):
-    """Sparse cross-domain correspondence by neural best buddies, densified by affine MLS.
+    """Sparse cross-domain correspondence by neural best buddies, densified by MLS.
+
+    There are no defaults in code: ``conf/method/nbb.yaml`` holds them (and says which are the
+    paper's and the reference code's).
 
     Args:
-        backbone: feature extractor; its :attr:`~semcorr.backbones.Backbone.pyramid` gives levels 1..5.
+        backbone: feature extractor.
+        pyramid: the backbone layer standing for each level L = 1..5 (None: the backbone has no
+            layer of that stride).
+        levels: levels to match, strictly decreasing, each in the pyramid; None: all of them.
         k: number of spatially scattered top pairs returned as ``sparse_*`` (section 3.5).
         gamma: activation threshold of eq. 8.
-        levels: levels to match, strictly decreasing within 1..5 (``[5, 4, 3, 2]`` is the reference
-            code's ``--fast``).
         patch_sizes: odd patch sides of eq. 3 for levels 1..5 (reference code: 5, 5, 3, 3, 3).
         radii: search-region half-sizes for levels 1..5 (reference code: 3, 3, 2, 2, 2).
-        response_power: exponent p of the response ``||F||^p`` normalised in eq. 7 (1: the paper's
-            formula, the default; 2: the reference code's squared norm).
+        response_power: exponent p of the response ``||F||^p`` of eq. 7 (module docstring).
         border: drop final pairs closer than this many pixels to an image edge (reference code: 7).
         k_per_level: optional k-means top-k after every level (reference code's ``k_per_level``).
+        densify: ``"all"`` or ``"local"`` (module docstring).
+        outlier_cells: the ``"local"`` rule's threshold in cells of the coarsest level matched.
+        transfer_mls: MLS kind of keypoint transfer and the dense flow.
+        warp_mls: MLS kind of the warped source, alignment, morphs and hybrids.
         mls_alpha: MLS weight exponent, ``w = d^(-2 alpha)``.
-        warp_step: node spacing (pixels) of the MLS grid behind ``warped`` and :meth:`dense_flow`.
+        warp_step: node spacing (pixels) of the MLS grid behind ``warped`` and the dense flow.
         kmeans_n_init: k-means restarts.
         seed: k-means random state.
         morph_steps: morph frames written per pictured pair by :meth:`save_pair_outputs` (0: none).
+        hybrid_iters: L-BFGS iterations of each feature inversion of the semantic hybrid written
+            per pictured pair (section 5.2); 0: no hybrid.
+        cache_size: images whose pyramid features are cached (pairs sharing an image).
     """
 
     def __init__(
         self,
         backbone: Backbone,
-        k: int = 5,
-        gamma: float = 0.05,
-        levels: Sequence[int] = (5, 4, 3, 2, 1),
-        patch_sizes: Sequence[int] = (5, 5, 3, 3, 3),
-        radii: Sequence[int] = (3, 3, 2, 2, 2),
-        response_power: float = 1.0,
-        border: float = 7.0,
-        k_per_level: int | None = None,
-        mls_alpha: float = 1.0,
-        warp_step: int = 16,
-        kmeans_n_init: int = 10,
-        seed: int = 0,
-        morph_steps: int = 0,
+        pyramid: Sequence[int | None],
+        levels: Sequence[int] | None,
+        k: int,
+        gamma: float,
+        patch_sizes: Sequence[int],
+        radii: Sequence[int],
+        response_power: float,
+        border: float,
+        k_per_level: int | None,
+        densify: str,
+        outlier_cells: float,
+        transfer_mls: str,
+        warp_mls: str,
+        mls_alpha: float,
+        warp_step: int,
+        kmeans_n_init: int,
+        seed: int,
+        morph_steps: int,
+        hybrid_iters: int,
+        cache_size: int,
     ) -> None:
         super().__init__()
-        levels, patch_sizes, radii = list(levels), list(patch_sizes), list(radii)
-        if not levels or any(not 1 <= lv <= 5 for lv in levels) or any(a <= b for a, b in zip(levels, levels[1:])):
-            raise ConfigError(f"nbb: levels must be strictly decreasing in 1..5, e.g. [5, 4, 3, 2, 1]; got {levels}")
+        pyramid = list(pyramid)
+        present = [level for level in range(5, 0, -1) if len(pyramid) == 5 and pyramid[level - 1] is not None]
+        levels = present if levels is None else list(levels)
+        patch_sizes, radii = list(patch_sizes), list(radii)
+        problems = []
+        if len(pyramid) != 5 or not present:
+            problems.append(f"pyramid must name 5 layers (levels 1..5, null where the backbone has none), got {pyramid}")
+        elif not levels or any(lv not in present for lv in levels) or any(a <= b for a, b in zip(levels, levels[1:])):
+            problems.append(f"levels must be strictly decreasing and in the pyramid's levels {present}; got {levels}")
         if len(patch_sizes) != 5 or any(p < 1 or p % 2 == 0 for p in patch_sizes):
-            raise ConfigError(f"nbb: patch_sizes must be 5 odd sizes (levels 1..5), e.g. [5, 5, 3, 3, 3]; got {patch_sizes}")
+            problems.append(f"patch_sizes must be 5 odd sizes (levels 1..5), e.g. [5, 5, 3, 3, 3]; got {patch_sizes}")
         if len(radii) != 5 or any(r < 0 for r in radii):
-            raise ConfigError(f"nbb: radii must be 5 ints >= 0 (levels 1..5), e.g. [3, 3, 2, 2, 2]; got {radii}")
+            problems.append(f"radii must be 5 ints >= 0 (levels 1..5), e.g. [3, 3, 2, 2, 2]; got {radii}")
         if k < 1 or (k_per_level is not None and k_per_level < 1) or warp_step < 1:
-            raise ConfigError(f"nbb: k, k_per_level and warp_step must be >= 1; got {k}, {k_per_level}, {warp_step}")
-        if len(backbone.pyramid) != 5:
-            raise ConfigError(f"nbb: backbone {backbone.name!r} must expose 5 pyramid layers, has {backbone.pyramid}")
+            problems.append(f"k, k_per_level and warp_step must be >= 1; got {k}, {k_per_level}, {warp_step}")
+        if densify not in DENSIFY_RULES:
+            problems.append(f"densify must be one of {', '.join(DENSIFY_RULES)}; got {densify!r}")
+        if not outlier_cells > 0:
+            problems.append(f"outlier_cells must be > 0; got {outlier_cells}")
+        for name, kind in (("transfer_mls", transfer_mls), ("warp_mls", warp_mls)):
+            if kind not in MLS_KINDS:
+                problems.append(f"{name} must be one of {', '.join(MLS_KINDS)}; got {kind!r}")
+        if morph_steps < 0 or hybrid_iters < 0 or cache_size < 0:
+            problems.append(f"morph_steps, hybrid_iters and cache_size must be >= 0; got {morph_steps}, {hybrid_iters}, {cache_size}")
+        if problems:
+            raise ConfigError("nbb (method.*): " + "; ".join(problems))
         self.backbone = backbone
+        self.pyramid = pyramid
+        self.levels = levels
+        self.layers = {level: backbone._check(pyramid[level - 1]) for level in levels}
+        self.strides = [float(backbone.stride(layer)) if layer is not None else None for layer in pyramid]
         self.k = int(k)
         self.gamma = float(gamma)
-        self.levels = levels
         self.patch_sizes = patch_sizes
         self.radii = radii
         self.response_power = float(response_power)
         self.border = float(border)
         self.k_per_level = k_per_level
+        self.densify = densify
+        self.outlier_px = float(outlier_cells) * self.strides[levels[0] - 1]
+        self.transfer_mls = transfer_mls
+        self.warp_mls = warp_mls
         self.mls_alpha = float(mls_alpha)
         self.warp_step = int(warp_step)
         self.kmeans_n_init = int(kmeans_n_init)
         self.seed = int(seed)
         self.morph_steps = int(morph_steps)
-        self.strides = [float(backbone.stride(layer)) for layer in backbone.pyramid]
+        self.hybrid_iters = int(hybrid_iters)
+        self.cache: LRUCache[list[Tensor | None]] = LRUCache(cache_size)
 
     @torch.no_grad()
-    def features(self, img: Tensor) -> list[Tensor]:
-        """Pyramid features, level 1 (finest) first.
+    def features(self, img: Tensor, ids: Sequence[str] | None = None) -> list[list[Tensor | None]]:
+        """Pyramid features of each image (cached by image id and size).
 
         Args:
             img: (B, 3, H, W) RGB in [0, 1].
+            ids: image names of length B (cache keys), or None (no caching).
 
         Returns:
-            Five (B, C_l, H_l, W_l) tensors for levels 1..5.
+            Per image, five entries for levels 1..5: (C_L, H_L, W_L) features of the levels
+            matched, None elsewhere.
         """
-        return self.backbone(img, list(self.backbone.pyramid))
+        layers = [self.layers[level] for level in self.levels]
+        keys = [None] * img.shape[0] if ids is None else [(name, tuple(img.shape[-2:]), tuple(layers), str(img.device)) for name in ids]
+        out: list[list[Tensor | None] | None] = [self.cache.get(key) if key is not None else None for key in keys]
+        missing = [i for i, item in enumerate(out) if item is None]
+        if missing:
+            feats = self.backbone(img[missing], layers)
+            for n, i in enumerate(missing):
+                per_level: list[Tensor | None] = [None] * 5
+                for level, feat in zip(self.levels, feats):
+                    per_level[level - 1] = feat[n]
+                out[i] = per_level
+                if keys[i] is not None:
+                    self.cache.put(keys[i], per_level)
+        return out  # type: ignore[return-value]
 
     @torch.no_grad()
     def match(
-        self, feats_src: Sequence[Tensor], feats_trg: Sequence[Tensor], src_hw: tuple[int, int], trg_hw: tuple[int, int]
+        self, feats_src: Sequence[Tensor | None], feats_trg: Sequence[Tensor | None], src_hw: tuple[int, int], trg_hw: tuple[int, int]
     ) -> Correspondences:
         """Final best buddies of one pair, in pixels, without the border band.
 
         Args:
-            feats_src: five (C_l, H_l, W_l) source maps, level 1 first (one batch element of
-                :meth:`features`).
+            feats_src: five source maps (C_L, H_L, W_L) for levels 1..5 (None where unused), as
+                :meth:`features` returns them for one image.
             feats_trg: five target maps.
             src_hw: (Hs, Ws) source image size.
             trg_hw: (Ht, Wt) target image size.
@@ -173,8 +239,10 @@ class NeuralBestBuddies(Matcher):
         )
         src = cells_to_pixels(buddies.pos_a, buddies.shape_a, src_hw)
         trg = cells_to_pixels(buddies.pos_b, buddies.shape_b, trg_hw)
-        keep = self._away_from_border(src, src_hw) & self._away_from_border(trg, trg_hw)
-        return Correspondences(src[keep], trg[keep], buddies.rank[keep], buddies)
+        inside = self._away_from_border(src, src_hw) & self._away_from_border(trg, trg_hw)
+        src, trg, rank = src[inside], trg[inside], buddies.rank[inside]
+        kept = consistent_buddies(src, trg, self.densify, self.outlier_px, self.mls_alpha, self.transfer_mls)
+        return Correspondences(src, trg, rank, kept, buddies)
 
     def _away_from_border(self, pts: Tensor, hw: tuple[int, int]) -> Tensor:
         """(M,) bool: (M, 2) (x, y) points at least ``border`` pixels inside an (H, W) image."""
@@ -193,7 +261,7 @@ class NeuralBestBuddies(Matcher):
         return select_top_k(corr.src, corr.trg, corr.rank, self.k, self.seed, self.kmeans_n_init)
 
     def transfer(self, corr: Correspondences, points: Tensor) -> Tensor:
-        """Map source points to the target through affine MLS on every final pair.
+        """Map source points to the target through MLS on the kept buddies.
 
         Args:
             corr: the pairs of one image pair.
@@ -202,10 +270,29 @@ class NeuralBestBuddies(Matcher):
         Returns:
             (N, 2) target points; NaN for NaN queries or when there is no pair.
         """
-        return mls_affine(corr.src, corr.trg, points, self.mls_alpha)
+        return mls_map(corr.src[corr.kept], corr.trg[corr.kept], points, self.mls_alpha, self.transfer_mls)
+
+    def flow(self, corr: Correspondences, src_hw: tuple[int, int], trg_hw: tuple[int, int], direction: str) -> Tensor:
+        """Dense flow of the MLS map through the kept buddies (``transfer_mls``).
+
+        Args:
+            corr: the pairs of one image pair.
+            src_hw / trg_hw: image sizes.
+            direction: ``"forward"`` (source -> target, on the source grid) or ``"backward"``
+                (target -> source, on the target grid: MLS with the roles of the pairs swapped).
+
+        Returns:
+            (2, H, W) displacement of every pixel of the grid; NaN when there is no pair.
+        """
+        src, trg = corr.src[corr.kept], corr.trg[corr.kept]
+        if direction == "backward":
+            src, trg, src_hw = trg, src, trg_hw
+        field = mls_grid(src, trg, src_hw[0], src_hw[1], self.mls_alpha, self.warp_step, self.transfer_mls)
+        return field.permute(2, 0, 1) - pixel_grid(*src_hw, field.device)
 
     def warp(self, src_img: Tensor, corr: Correspondences, trg_hw: tuple[int, int]) -> Tensor:
-        """The source image warped onto the target's frame (backward MLS map target -> source).
+        """The source image warped onto the target's frame (backward MLS map target -> source,
+        ``warp_mls``, through the kept buddies).
 
         Args:
             src_img: (3, Hs, Ws) source image.
@@ -215,7 +302,7 @@ class NeuralBestBuddies(Matcher):
         Returns:
             (3, Ht, Wt) warped source; zeros where the map leaves the source or there is no pair.
         """
-        back = mls_grid(corr.trg, corr.src, trg_hw[0], trg_hw[1], self.mls_alpha, self.warp_step)
+        back = mls_grid(corr.trg[corr.kept], corr.src[corr.kept], trg_hw[0], trg_hw[1], self.mls_alpha, self.warp_step, self.warp_mls)
         back = torch.nan_to_num(back, nan=-1e4)
         return remap(src_img[None], back[None, ..., 0], back[None, ..., 1], align_corners=True)[0]
 
@@ -227,79 +314,69 @@ class NeuralBestBuddies(Matcher):
         src_points: Tensor,
         src_ids: list[str] | None = None,
         trg_ids: list[str] | None = None,
+        dense: str | None = None,
     ) -> MatchOutput:
-        """Transfer source points to the target (see :meth:`Matcher.forward`).
+        """Transfer source points to the target, and the dense flow when asked (see
+        :meth:`Matcher.forward`); one matching per pair serves both.
 
         Args:
             src_img: (B, 3, Hs, Ws) source images in [0, 1].
             trg_img: (B, 3, Ht, Wt) target images in [0, 1].
             src_points: (B, N, 2) query points (x, y), NaN-padded.
-            src_ids / trg_ids: unused.
+            src_ids / trg_ids: image names (feature cache keys), or None.
+            dense: None, ``"forward"`` or ``"backward"``.
 
         Returns:
-            :class:`MatchOutput`: ``points`` (B, N, 2) and the extras of the module docstring.
+            :class:`MatchOutput`: ``points`` (B, N, 2), ``flow`` when asked, and the extras of the
+            module docstring.
         """
         src_hw, trg_hw = tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:])
-        feats_src, feats_trg = self.features(src_img), self.features(trg_img)
-        points, warped, sparse, everything = [], [], [], []
+        feats_src, feats_trg = self.features(src_img, src_ids), self.features(trg_img, trg_ids)
+        points, warped, sparse, everything, flows = [], [], [], [], []
         for i in range(src_img.shape[0]):
-            corr = self.match([f[i] for f in feats_src], [f[i] for f in feats_trg], src_hw, trg_hw)
+            corr = self.match(feats_src[i], feats_trg[i], src_hw, trg_hw)
             top = self.select(corr)
             points.append(self.transfer(corr, src_points[i]).to(src_points.dtype))
             warped.append(self.warp(src_img[i], corr, trg_hw))
             sparse.append((corr.src[top], corr.trg[top], corr.rank[top]))
-            everything.append((corr.src, corr.trg, corr.rank))
+            everything.append((corr.src, corr.trg, corr.rank, corr.kept.float()))
+            if dense is not None:
+                flows.append(self.flow(corr, src_hw, trg_hw, dense))
         extras = {"warped": torch.stack(warped)}
         for name, parts in (("sparse", sparse), ("buddies", everything)):
             extras[f"{name}_src"] = _pad([p[0] for p in parts])
             extras[f"{name}_trg"] = _pad([p[1] for p in parts])
             extras[f"{name}_score"] = _pad([p[2] for p in parts])
-        return MatchOutput(points=torch.stack(points), extras=extras)
+        extras["buddies_kept"] = _pad([p[3] for p in everything])
+        return MatchOutput(points=torch.stack(points), extras=extras, flow=torch.stack(flows) if flows else None)
 
     def save_pair_outputs(
         self, folder: Path, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int
     ) -> list[Path]:
-        """Cross-domain alignment of a pictured pair (section 5.1) and its best buddies.
+        """The applications of a pictured pair: alignment (section 5.1), morphs, the semantic
+        hybrid (section 5.2) and the best buddies.
 
-        Writes into ``folder``: ``buddies.json`` (every final pair, image pixels, with its rank),
-        ``a_mid.png`` / ``b_mid.png`` (both images warped to the midpoint geometry by MLS),
-        ``blend.png`` (their 50% blend) and ``frame_XXX.png`` morph frames when ``morph_steps > 0``.
+        Writes into ``folder``: ``buddies.json`` (every final pair, image pixels, with its rank and
+        whether the dense map kept it), ``a_mid.png`` / ``b_mid.png`` (both images warped to the
+        midpoint geometry by MLS through the kept buddies), ``blend.png`` (their 50% blend),
+        ``frame_XXX.png`` morph frames when ``morph_steps > 0``, and ``hybrid.png`` /
+        ``hybrid_mask.png`` when ``hybrid_iters > 0``.
         """
         src = output.extras["buddies_src"][index].cpu()
         trg = output.extras["buddies_trg"][index].cpu()
-        files = [write_correspondences(folder / "buddies.json", folder.name, src, trg, output.extras["buddies_score"][index].cpu())]
-        if int((torch.isfinite(src).all(1) & torch.isfinite(trg).all(1)).sum()) > 0:
-            files += save_alignment(folder, align_pair(src_img.cpu(), trg_img.cpu(), src, trg, steps=self.morph_steps, alpha=self.mls_alpha))
-        return files
-
-    @torch.no_grad()
-    def dense_flow(
-        self,
-        src_img: Tensor,
-        trg_img: Tensor,
-        src_ids: list[str] | None = None,
-        trg_ids: list[str] | None = None,
-    ) -> Tensor:
-        """Dense source -> target flow of the MLS map (one matching per pair, see :meth:`Matcher.dense_flow`).
-
-        Returns:
-            (B, 2, Hs, Ws) flow; NaN when a pair has no best buddies.
-        """
-        hs, ws = src_img.shape[-2:]
-        trg_hw = tuple(trg_img.shape[-2:])
-        feats_src, feats_trg = self.features(src_img), self.features(trg_img)
-        ys, xs = torch.meshgrid(
-            torch.arange(hs, dtype=torch.float32, device=src_img.device),
-            torch.arange(ws, dtype=torch.float32, device=src_img.device),
-            indexing="ij",
+        kept = output.extras["buddies_kept"][index].cpu() == 1.0
+        score = output.extras["buddies_score"][index].cpu()
+        files = [write_correspondences(folder / "buddies.json", folder.name, src, trg, score, kept)]
+        if int(kept.sum()) == 0:
+            return files
+        aligned = align_pair(
+            src_img.cpu(), trg_img.cpu(), src[kept], trg[kept], steps=self.morph_steps, alpha=self.mls_alpha, kind=self.warp_mls
         )
-        grid = torch.stack([xs, ys], dim=-1)
-        flows = []
-        for i in range(src_img.shape[0]):
-            corr = self.match([f[i] for f in feats_src], [f[i] for f in feats_trg], (hs, ws), trg_hw)
-            field = mls_grid(corr.src, corr.trg, hs, ws, self.mls_alpha, self.warp_step)
-            flows.append((field - grid).permute(2, 0, 1))
-        return torch.stack(flows)
+        files += save_alignment(folder, aligned)
+        if self.hybrid_iters > 0:
+            hybrid = hybridize(self.backbone, self.pyramid, self.levels, aligned["a_mid"], aligned["b_mid"], self.hybrid_iters)
+            files += save_hybrid(folder, hybrid)
+        return files
 
 
 def _pad(rows: list[Tensor]) -> Tensor:

@@ -1,7 +1,7 @@
 """Coarse-to-fine percolation of best buddies through a 5-level feature pyramid (NBB Algorithm 1).
 
-Levels are numbered as in the paper, l = 1 (finest) .. 5 (coarsest); level l is the backbone's
-``pyramid[l - 1]`` (VGG-19: relu{l}_1). At the coarsest level used there is one pair of regions,
+Levels are numbered as in the paper, l = 1 (finest) .. 5 (coarsest); level l is VGG-19's
+relu{l}_1 or the layer of another backbone standing for it (same stride; see :mod:`.matcher`). At the coarsest level used there is one pair of regions,
 the two whole maps (R^5 of section 3.2), matched on the raw features (``C^5 = F^5``). Every pair
 that survives a level is refined into a pair of regions at the next finer level (eqs. 9-10): the
 cell ``p`` maps to ``c = floor(p * s_l / s_{l-1})`` (the ratio of the two strides, 2 for VGG-19;
@@ -244,9 +244,10 @@ def coarse_to_fine(
     """Algorithm 1: best buddies of one image pair, percolated from the coarsest to the finest level.
 
     Args:
-        feats_a: five (C_l, Ha_l, Wa_l) feature maps of image A, level 1 (finest) first.
+        feats_a: five (C_l, Ha_l, Wa_l) feature maps of image A, level 1 (finest) first (None
+            for levels not matched).
         feats_b: five (C_l, Hb_l, Wb_l) feature maps of image B.
-        strides: five strides of levels 1..5 (input pixels per cell).
+        strides: five strides of levels 1..5 (input pixels per cell; None for levels not matched).
         levels: levels to match, strictly decreasing (e.g. ``[5, 4, 3, 2, 1]``).
         patch_sizes: five odd patch sides of eq. 3, levels 1..5.
         radii: five search radii, levels 1..5 (see the module docstring).
@@ -258,7 +259,7 @@ def coarse_to_fine(
     Returns:
         :class:`Buddies` at level ``levels[-1]``.
     """
-    dev = feats_a[0].device
+    dev = feats_a[levels[0] - 1].device
     pos_a = pos_b = torch.zeros(0, 2, dtype=torch.long, device=dev)
     rank = torch.zeros(1, device=dev)
     counts: list[int] = []

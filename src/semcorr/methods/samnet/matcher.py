@@ -25,8 +25,8 @@ attribute-transferred source, target warped onto the source: the paper's Fig. 4 
 ``<name>_attribute_transfer.png`` (:meth:`SAMNetMatcher.save_pair_outputs`).
 
 The evaluation pictures' source-onto-target panel needs the target -> source field, a second
-pass with the images swapped: the picture writer runs it through :meth:`SAMNetMatcher.dense_flow`
-for the pictured pairs only.
+pass with the images swapped: the picture writer asks for it (``dense="backward"``) for the
+pictured pairs only.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def transfer_image_points(
 def dense_image_flow(
     field: Tensor, src_hw: tuple[int, int], trg_hw: tuple[int, int], net_hw: tuple[int, int]
 ) -> Tensor:
-    """Dense source -> target flow in image pixels (``Matcher.dense_flow`` convention).
+    """Dense source -> target flow in image pixels (the convention of ``MatchOutput.flow``).
 
     Args:
         field: (B, 6, h, w). src_hw / trg_hw / net_hw: see :func:`transfer_image_points`.
@@ -226,24 +226,35 @@ class SAMNetMatcher(Matcher):
         src_points: Tensor,
         src_ids: list[str] | None = None,
         trg_ids: list[str] | None = None,
+        dense: str | None = None,
     ) -> MatchOutput:
         """Transfer source points to the target (see the module docstring for ``extras``).
 
         Args:
             src_img: (B, 3, Hs, Ws). trg_img: (B, 3, Ht, Wt). src_points: (B, N, 2), NaN-padded.
+            src_ids / trg_ids: unused.
+            dense: None; ``"forward"``: the source -> target flow of the same pass;
+                ``"backward"``: the target -> source flow, from a pass on the reversed pair (the
+                network's field goes one way only).
 
         Returns:
-            :class:`MatchOutput` with ``points`` (B, N, 2) in target pixels.
+            :class:`MatchOutput` with ``points`` (B, N, 2) in target pixels and ``flow`` when asked.
         """
         src_hw, trg_hw = tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:])
         out = self.run(src_img, trg_img)
         field = out.final.field
         points = transfer_image_points(field, src_points.to(field.dtype), src_hw, trg_hw, self.size)
+        forward_flow = dense_image_flow(field, src_hw, trg_hw, self.size)
         extras = {
             "attribute_transfer": resize(out.final.image, src_hw),
-            "warped_target": warp_image(trg_img, dense_image_flow(field, src_hw, trg_hw, self.size)),
+            "warped_target": warp_image(trg_img, forward_flow),
         }
-        return MatchOutput(points=points, extras=extras)
+        flow = None
+        if dense == "forward":
+            flow = forward_flow
+        elif dense == "backward":
+            flow = dense_image_flow(self.run(trg_img, src_img).final.field, trg_hw, src_hw, self.size)
+        return MatchOutput(points=points, extras=extras, flow=flow)
 
     def save_pair_outputs(
         self, folder: Path, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int
@@ -257,19 +268,3 @@ class SAMNetMatcher(Matcher):
             save_strip(folder / f"{name}_samnet.png", strip),
             save_image(folder / f"{name}_attribute_transfer.png", transferred),
         ]
-
-    @torch.no_grad()
-    def dense_flow(
-        self,
-        src_img: Tensor,
-        trg_img: Tensor,
-        src_ids: list[str] | None = None,
-        trg_ids: list[str] | None = None,
-    ) -> Tensor:
-        """Dense source -> target flow from one pass (not one pass per chunk of pixels).
-
-        Returns:
-            (B, 2, Hs, Ws) flow in pixels.
-        """
-        field = self.run(src_img, trg_img).final.field
-        return dense_image_flow(field, tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:]), self.size)

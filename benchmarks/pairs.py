@@ -1,0 +1,73 @@
+"""What every benchmark shares: the project's configs, its datasets and its PCK rule.
+
+A benchmark composes ``conf/evaluate.yaml`` with its defaults and the user's Hydra overrides, reads
+the pairs through the project's dataset (so preprocessing and thresholds are exactly those of
+``evaluate.py``), and scores with :func:`semcorr.metrics.pck.pck_per_pair`. Run the benchmarks from
+the repository root or from ``benchmarks/`` (this module sits beside them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+WILLOW = ROOT / "../shared/data/PF-dataset-WILLOW"
+
+
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every benchmark: pair sample, threads, clock and Hydra overrides."""
+    parser.add_argument("--categories", nargs="*", default=None, help="keep these categories only")
+    parser.add_argument("--pairs-per-category", type=int, default=None, help="pairs drawn per category (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pair sample")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one: see the README)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="cpu", help="cpu: process CPU time")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method.levels=[5,4] backbone=vgg19")
+
+
+def config(defaults: Sequence[str], overrides: Sequence[str]) -> DictConfig:
+    """``conf/evaluate.yaml`` composed with ``defaults`` then ``overrides`` (PF-WILLOW of
+    ``../shared/data`` unless the overrides say otherwise)."""
+    base = ["dataset=pfwillow", f"dataset.root={WILLOW}", "logger=none", *defaults]
+    chosen = {o.split("=", 1)[0] for o in overrides if "=" in o and "." not in o.split("=", 1)[0]}
+    # the user's group choice wins, with its own settings (dataset=tss drops the PF-WILLOW root)
+    base = [o for o in base if o.split("=", 1)[0].split(".")[0] not in chosen]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("evaluate", overrides=[*base, *overrides, "paths.output_dir=/tmp/semcorr-bench"])
+
+
+def pick(dataset, per_category: int | None, seed: int) -> list[int]:
+    """Pair indices of ``dataset``: all, or ``per_category`` pairs of each category drawn with
+    ``seed`` (sorted)."""
+    if per_category is None:
+        return list(range(len(dataset)))
+    by_category: dict[str, list[int]] = defaultdict(list)
+    for i, record in enumerate(dataset.records):
+        by_category[record.category].append(i)
+    rng = random.Random(seed)
+    return sorted(i for ids in by_category.values() for i in rng.sample(ids, min(per_category, len(ids))))
+
+
+def setup(args: argparse.Namespace, defaults: Sequence[str]) -> tuple[DictConfig, object, list[int]]:
+    """Threads, config, dataset and the pair sample of a benchmark run."""
+    from hydra.utils import instantiate
+
+    torch.set_num_threads(args.threads)
+    cfg = config(defaults, args.overrides)
+    if args.categories:
+        cfg.dataset.categories = list(args.categories)
+    dataset = instantiate(cfg.dataset)
+    return cfg, dataset, pick(dataset, args.pairs_per_category, args.seed)
+
+
+def percent(values: Sequence[torch.Tensor]) -> str:
+    """Mean of per-pair PCK rows (A,) as ``a/b/c`` percentages."""
+    mean = torch.stack(list(values)).mean(0)
+    return "/".join(f"{100 * float(v):.1f}" for v in mean)
