@@ -23,6 +23,7 @@ from semcorr.errors import ConfigError
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 DATASETS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("hpf_*.yaml"))  # presets of evaluate.py
 
 
 def problems(overrides: list[str], tmp_path, name: str = "evaluate") -> str:
@@ -85,7 +86,9 @@ def test_train_configs_are_checked_too(tmp_path):
     assert problems(["model=samnet", "dataset.max_pairs=0"], tmp_path, "train").startswith("dataset.max_pairs=0")
 
 
-@pytest.mark.parametrize("choice", [f"method={m}" for m in METHODS] + [f"dataset={d}" for d in DATASETS])
+@pytest.mark.parametrize(
+    "choice", [f"method={m}" for m in METHODS] + [f"dataset={d}" for d in DATASETS] + [f"experiment={e}" for e in EXPERIMENTS]
+)
 def test_every_shipped_config_is_valid_and_has_schemas(tmp_path, choice):
     cfg = compose_config("evaluate", [choice], tmp_path)
     validate_config(cfg, EVALUATE)
@@ -93,9 +96,9 @@ def test_every_shipped_config_is_valid_and_has_schemas(tmp_path, choice):
         assert schema_for(node) is not None, node._target_
 
 
-@pytest.mark.parametrize("name", ["hpf_search", "samnet"])
-def test_train_configs_are_valid(tmp_path, name):
-    validate_config(compose_config("train", [f"model={name}"], tmp_path), TRAIN)
+@pytest.mark.parametrize("overrides", [["model=hpf_search"], ["model=samnet"], ["model=samnet", "experiment=samnet_cpu"]])
+def test_train_configs_are_valid(tmp_path, overrides):
+    validate_config(compose_config("train", overrides, tmp_path), TRAIN)
 
 
 def test_every_logger_trainer_and_backbone_config_has_a_schema(tmp_path):

@@ -81,8 +81,15 @@ def test_wandb_offline_run_holds_the_metrics_and_the_console_stays_quiet(tmp_pat
     for chatter in ("wandb:", "GPU available", "Tip:", "LeafSpec", "deprecated", "LOCAL_RANK"):
         assert chatter not in console, chatter
     assert proc.stderr.strip() == "" and len(proc.stdout.strip().splitlines()) <= 16, console
-    loud = _run_script([*args, "logger.quiet=false", f"hydra.run.dir={tmp_path / 'loud'}"], tmp_path)
-    assert loud.returncode == 0 and "wandb: " in loud.stdout + loud.stderr  # W&B's own lines on request
+
+
+def test_wandb_lines_come_back_on_request(tmp_path):
+    from semcorr.lit.evaluate import build_logger
+
+    quiet = build_logger(compose_config("evaluate", ["logger=wandb"], tmp_path), tmp_path)
+    assert quiet._wandb_init["settings"].silent and "anonymous" not in quiet._wandb_init
+    loud = build_logger(compose_config("evaluate", ["logger=wandb", "logger.quiet=false"], tmp_path), tmp_path)
+    assert "settings" not in loud._wandb_init  # W&B's own defaults: its console lines
 
 
 def _run_script(args: list[str], tmp_path) -> subprocess.CompletedProcess:

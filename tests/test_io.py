@@ -5,16 +5,16 @@ advice to load with ``weights_only=False`` (which runs any code the file holds).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, compose_config
+from conftest import compose_config
 from semcorr.backbones import load_backbone
+from semcorr.cli import exit_on_user_error
 from semcorr.errors import ConfigError, WeightsError
 from semcorr.io import read_torch
+from semcorr.lit.evaluate import run_evaluation
 from semcorr.lit.journal import EvaluationJournal
 from semcorr.methods.samnet.matcher import read_checkpoint
 
@@ -73,14 +73,13 @@ def test_unreadable_journal_says_to_delete_it(tmp_path, bad_files):
         journal.load(0, 1)
 
 
-def test_the_cli_reports_a_text_checkpoint_in_one_line(tmp_path, bad_files):
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "SEMCORR_OUTPUTS": str(tmp_path / "out")}
-    proc = subprocess.run(
-        [sys.executable, "evaluate.py", "method=samnet", f"method.checkpoint={bad_files['text']}", "logger=none",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
+def test_the_entry_point_reports_a_text_checkpoint_in_one_line(tmp_path, bad_files, capsys):
+    """What evaluate.py prints: the error wrapped by Hydra's instantiation, unwrapped to one line."""
+    cfg = compose_config("evaluate", ["method=samnet", f"method.checkpoint={bad_files['text']}", "logger=none"], tmp_path)
+    main = exit_on_user_error(run_evaluation)
+    with pytest.raises(SystemExit) as exit_:
+        main(cfg)
+    assert exit_.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: WeightsError: '{bad_files['text']}' is not a readable torch file")
     assert "weights_only" not in lines[0]
