@@ -40,7 +40,7 @@ from semcorr.methods.nbb.mls import mls_map
 from semcorr.metrics.pck import pck_per_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs import add_pair_arguments, percent, setup  # noqa: E402
+from pairs import add_pair_arguments, parse, percent, setup  # noqa: E402
 
 
 def parse_rule(text: str) -> tuple[str, float]:
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--levels", nargs="*", default=None, help="level sets, e.g. 5,4,3,2 5,4")
     parser.add_argument("--densify", nargs="*", default=None, help="rules: all, local:<outlier_cells>")
     parser.add_argument("--mls", nargs="*", default=None, help="MLS kinds of the transfer")
-    args = parser.parse_args()
+    args = parse(parser)
     cfg, dataset, indices = setup(args, ["method=nbb"])
     base = instantiate(cfg.method)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
