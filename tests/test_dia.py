@@ -11,11 +11,10 @@ import importlib.util
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
-from conftest import build_method, compose_config, shared_data
+from conftest import build_method, shared_data
 from semcorr.backbones import load_backbone
 from semcorr.backbones.inversion import IMAGE_INPUT, deconvolve, subnetwork
 from semcorr.data.images import load_image
