@@ -39,13 +39,13 @@ from semcorr.methods.dia.patchmatch import upsample_nnf
 from semcorr.metrics.pck import pck_per_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs import add_pair_arguments, percent, setup  # noqa: E402
+from pairs import add_pair_arguments, parse, percent, setup  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_pair_arguments(parser)
-    args = parser.parse_args()
+    args = parse(parser)
     cfg, dataset, indices = setup(args, ["method=dia"])
     matcher = instantiate(cfg.method)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter

@@ -40,7 +40,7 @@ from semcorr.methods.hpf.rhm import match_fast
 from semcorr.methods.hpf.transfer import transfer_points
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs import add_pair_arguments, setup  # noqa: E402
+from pairs import add_pair_arguments, parse, setup  # noqa: E402
 
 
 def stage_times(model: HyperpixelFlow, src, trg, src_id, trg_id, clock) -> dict[str, float]:
@@ -78,7 +78,7 @@ def run(model: HyperpixelFlow, pairs, images, cached: bool, clock) -> dict[str, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_pair_arguments(parser)
-    args = parser.parse_args()
+    args = parse(parser)
     cfg, dataset, indices = setup(args, ["method=hpf", "backbone.net.weights=none"])
     model = instantiate(cfg.method)
     images, pairs = {}, []

@@ -12,8 +12,10 @@ the pairs are read by the project's dataset (PF-WILLOW: max side 300, T = max ex
 target keypoints, per-pair PCK averaged over pairs). For every level set of ``--levels`` the
 best buddies of each pair are found once; every densification rule of ``--densify``
 (``all`` or ``local:<outlier_cells>``) and MLS kind of ``--mls`` then transfers the keypoints
-through the same buddies, so the table compares them on identical matches. Without ``--levels``
-/ ``--densify`` / ``--mls`` the config's settings are used.
+through the same buddies, so the table compares them on identical matches; ``folded`` is the mean
+share of the target whose warp (the MLS map target -> source of that variant, as the pictures
+use it) has a negative Jacobian determinant, i.e. shows the source mirrored. Without
+``--levels`` / ``--densify`` / ``--mls`` the config's settings are used.
 
 Time (median per pair; ``--clock cpu`` counts the process CPU time): features of both images
 (uncached: every pair computes both), matching per level, top-k selection, densification and MLS
@@ -36,11 +38,18 @@ import torch
 from hydra.utils import instantiate
 
 from semcorr.methods.nbb.densify import consistent_buddies
-from semcorr.methods.nbb.mls import mls_map
+from semcorr.methods.nbb.mls import mls_grid, mls_map
 from semcorr.metrics.pck import pck_per_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs import add_pair_arguments, percent, setup  # noqa: E402
+from pairs import add_pair_arguments, parse, percent, setup  # noqa: E402
+
+
+def folded(field: torch.Tensor) -> float:
+    """Share of an (H, W, 2) map's pixels with a negative forward-difference Jacobian."""
+    dx = field[:-1, 1:] - field[:-1, :-1]
+    dy = field[1:, :-1] - field[:-1, :-1]
+    return float(((dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0]) < 0).float().mean())
 
 
 def parse_rule(text: str) -> tuple[str, float]:
@@ -55,7 +64,7 @@ def main() -> None:
     parser.add_argument("--levels", nargs="*", default=None, help="level sets, e.g. 5,4,3,2 5,4")
     parser.add_argument("--densify", nargs="*", default=None, help="rules: all, local:<outlier_cells>")
     parser.add_argument("--mls", nargs="*", default=None, help="MLS kinds of the transfer")
-    args = parser.parse_args()
+    args = parse(parser)
     cfg, dataset, indices = setup(args, ["method=nbb"])
     base = instantiate(cfg.method)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -76,6 +85,7 @@ def main() -> None:
         matcher = instantiate(cfg.method, levels=levels, densify="all")
         top_stride = matcher.strides[levels[0] - 1]
         pck: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+        folds: dict[tuple, list[float]] = defaultdict(list)
         stages: dict[str, list[float]] = defaultdict(list)
         counts: list[tuple[int, int]] = []
         for index in indices:
@@ -100,12 +110,17 @@ def main() -> None:
                         stages["densify + MLS"].append(clock() - tic)
                         counts.append((int(corr.src.shape[0]), int(kept.sum())))
                     pck[(rule, cells, kind)].append(pck_per_pair(pred[None], sample["trg_kps"][None], threshold, alphas)[0])
+                    if kept.any():
+                        hw = tuple(trg.shape[-2:])
+                        back = mls_grid(corr.trg[kept], corr.src[kept], hw[0], hw[1], matcher.mls_alpha, matcher.warp_step, kind)
+                        folds[(rule, cells, kind)].append(folded(back))
         total = [sum(values[i] for values in stages.values()) for i in range(len(indices))]
         print(f"levels {levels} (layers {[matcher.layers[lv] for lv in levels]}), buddies per pair: median "
               f"{statistics.median(c[0] for c in counts):.0f}, kept {statistics.median(c[1] for c in counts):.0f}")
         for (rule, cells, kind), values in pck.items():
             name = rule if rule == "all" else f"{rule}:{cells:g}"
-            print(f"  densify {name:<9} mls {kind:<10} PCK {percent(values)}")
+            share = 100 * statistics.fmean(folds[(rule, cells, kind)]) if folds[(rule, cells, kind)] else float("nan")
+            print(f"  densify {name:<9} mls {kind:<10} PCK {percent(values)}   folded {share:4.1f}%")
         print("  median s/pair: " + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in stages.items())
               + f", total {statistics.median(total):.3f}")
     print(f"forward as in evaluate.py ({base.levels}, densify {base.densify}, {base.transfer_mls}): median "

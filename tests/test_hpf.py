@@ -27,7 +27,8 @@ from semcorr.methods.hpf import (
     transfer_points,
     transfer_reference,
 )
-from semcorr.methods.hpf.rhm import HoughVoter, block_argmax, pair_bins
+from semcorr.methods.hpf.rhm import HoughVoter, block_argmax
+from semcorr.methods.hpf.rhm_reference import pair_bins
 from semcorr.methods.hpf.similarity import SourceScaledCosine, Workspace, reference_cosine
 from semcorr.methods.hpf.transfer import covering_cells
 

@@ -241,14 +241,12 @@ def deep_image_analogy(backbone: Backbone, a: Tensor, b_prime: Tensor, params: A
     generator = torch.Generator(device=a.device).manual_seed(params.seed)
     images = (_working(a, params.max_side), _working(b_prime, params.max_side))
     reference = params.deconv_form == "reference"
-    # the reference form optimises one level further down: the image below the finest level used
-    wanted = layers + ([IMAGE_INPUT] if reference else [])
     with torch.no_grad(), torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=params.bf16):
         fa, fb = ({} for _ in range(2))
         for feats, img in ((fa, images[0]), (fb, images[1])):
             outs = backbone(img[None], layers)
             feats.update({level: f[0].float() for level, f in zip(levels, outs)})
-            if reference:
+            if reference:  # optimised one level further down: the image below the finest level
                 feats[0] = ((img[None] - backbone.mean) / backbone.std)[0].float()
     clock.lap("features")
 

@@ -21,7 +21,9 @@ from semcorr.methods.cache import LRUCache
 
 from .geometry import HyperpixelGrid
 from .hyperimage import FOLD_CHANNELS, HyperImage, build_hyperimage
-from .rhm import gaussian_kernel, match_fast, match_reference
+from .hough import gaussian_kernel
+from .rhm import match_fast
+from .rhm_reference import match_reference
 from .similarity import Workspace
 from .transfer import dense_transfer, transfer_points, transfer_reference
 

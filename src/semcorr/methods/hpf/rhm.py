@@ -1,4 +1,4 @@
-"""Regularized Hough matching (RHM, HPF sec. 3.2), straightforward and fast.
+"""Regularized Hough matching (RHM, HPF sec. 3.2), the fast path.
 
 Hand-written: no library implements RHM. Constants follow the reference code. Appearance
 similarity ``sim = clamp(cos, 0) ** d``. The Hough space of offsets has ``hs_w = W_s + W_t`` by
@@ -9,8 +9,9 @@ offset / cell). The votes are smoothed by a normalised 7x7 Gaussian (sigma = 7 /
 zero padding) and ``confidence[i, j] = sim[i, j] * smoothed[bin(i, j)]``. Each source hyperpixel
 is matched to the first target of highest confidence (the argmax).
 
-:func:`rhm_reference` does this with the full ``Ns x Nt`` bin matrix (:func:`match_reference`
-is that straightforward pipeline). :class:`HoughVoter` uses the regular grids instead: the bin of
+:func:`~.rhm_reference.rhm_reference` does this with the full ``Ns x Nt`` bin matrix
+(:func:`~.rhm_reference.match_reference` is that straightforward pipeline; :mod:`.hough` holds
+the space both share). :class:`HoughVoter` uses the regular grids instead: the bin of
 a pair depends only on its grid offset ``(yt - ys, xt - xs)``. With the source hyperpixels in
 reverse order (as :class:`.similarity.SourceScaledCosine` produces them) the offset is a sum of
 indices, so the votes of a block of source rows are anti-diagonal sums of the similarity, one
@@ -22,136 +23,18 @@ voting and then confidence and argmax, so the per-block work stays in cache.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from kornia.filters import get_gaussian_kernel2d
 from torch import Tensor
 
 from semcorr.timing import StageClock
 
 from .geometry import HyperpixelGrid
+from .hough import hough_space, offset_bins, smooth_votes
 from .hyperimage import HyperImage
-from .similarity import SourceScaledCosine, Workspace, reference_cosine
-
-
-def gaussian_kernel(size: int = 7) -> Tensor:
-    """Normalised 2-D Gaussian of the reference code, sigma = size / 2 / 2.354 (kornia's).
-
-    Args:
-        size: side (odd).
-
-    Returns:
-        (size, size) float32 summing to 1.
-    """
-    sigma = size / 2 / 2.354
-    return get_gaussian_kernel2d((size, size), (sigma, sigma))[0]
-
-
-@dataclass(frozen=True)
-class HoughSpace:
-    """Quantised 2-D offset space of one image pair.
-
-    Attributes:
-        nbins_x / nbins_y: bins per axis.
-        cell: side of a bin in pixels.
-    """
-
-    nbins_x: int
-    nbins_y: int
-    cell: float
-
-    @property
-    def nbins(self) -> int:
-        """Total number of bins."""
-        return self.nbins_x * self.nbins_y
-
-
-def hough_space(src_wh: tuple[int, int], trg_wh: tuple[int, int], ncells: int) -> HoughSpace:
-    """The Hough space for a source and a target image.
-
-    Args:
-        src_wh / trg_wh: ``(W, H)`` image sizes.
-        ncells: target number of bins (8192 in the reference).
-
-    Returns:
-        :class:`HoughSpace`.
-    """
-    hs_w = src_wh[0] + trg_wh[0]
-    hs_h = src_wh[1] + trg_wh[1]
-    cell = math.sqrt(hs_w * hs_h / ncells)
-    return HoughSpace(int(hs_w / cell) + 1, int(hs_h / cell) + 1, cell)
-
-
-def offset_bins(offset_x: Tensor, offset_y: Tensor, space: HoughSpace) -> Tensor:
-    """Flat bin index of offsets (float32 truncation as the reference; clamped into the space).
-
-    Args:
-        offset_x / offset_y: broadcastable float32 offsets in pixels.
-        space: the Hough space.
-
-    Returns:
-        int64 ``bin_x + bin_y * nbins_x`` of the broadcast shape.
-    """
-    bx = (offset_x / space.cell).long().clamp(0, space.nbins_x - 1)
-    by = (offset_y / space.cell).long().clamp(0, space.nbins_y - 1)
-    return bx + by * space.nbins_x
-
-
-def pair_bins(src: HyperpixelGrid, trg: HyperpixelGrid, space: HoughSpace) -> Tensor:
-    """Bin of every (source, target) hyperpixel pair, the reference way.
-
-    Args:
-        src / trg: grids with ``Ns`` and ``Nt`` hyperpixels.
-        space: their Hough space.
-
-    Returns:
-        (Ns, Nt) int64.
-    """
-    cs, ct = src.centres(), trg.centres()
-    ref = torch.tensor(src.image_wh, dtype=torch.float32)
-    off = (ref - cs)[:, None, :] + ct[None, :, :]
-    return offset_bins(off[..., 0], off[..., 1], space)
-
-
-def smooth_votes(votes: Tensor, kernel: Tensor) -> Tensor:
-    """Gaussian smoothing of the Hough votes with zero padding.
-
-    Args:
-        votes: (nbins_y, nbins_x).
-        kernel: (k, k) odd-sized filter.
-
-    Returns:
-        (nbins_y, nbins_x).
-    """
-    k = kernel.to(votes)
-    return F.conv2d(votes[None, None], k[None, None], padding=k.shape[-1] // 2)[0, 0]
-
-
-def rhm_reference(
-    sim: Tensor, src: HyperpixelGrid, trg: HyperpixelGrid, ncells: int, kernel: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Regularized Hough matching with the full bin matrix (the reference algorithm).
-
-    Args:
-        sim: (Ns, Nt) appearance similarity ``clamp(cos, 0) ** d``.
-        src / trg: grids of the hyperpixels.
-        ncells: Hough space size parameter.
-        kernel: smoothing filter, see :func:`gaussian_kernel`.
-
-    Returns:
-        ``(confidence, votes)``: (Ns, Nt) match confidences and the raw (unsmoothed)
-        (nbins_y, nbins_x) votes.
-    """
-    space = hough_space(src.image_wh, trg.image_wh, ncells)
-    bins = pair_bins(src, trg, space).to(sim.device)
-    votes = sim.new_zeros(space.nbins).index_add_(0, bins.reshape(-1), sim.reshape(-1))
-    smoothed = smooth_votes(votes.view(space.nbins_y, space.nbins_x), kernel).reshape(-1)
-    return sim * smoothed[bins], votes.view(space.nbins_y, space.nbins_x)
+from .similarity import SourceScaledCosine, Workspace
 
 
 #: Elements of similarity processed per block in the fast path (a few source rows at a time).
@@ -326,25 +209,3 @@ def match_fast(
     col = sim.view(hs * ws, ht, wt)[torch.arange(hs * ws, device=sim.device), row].argmax(dim=-1)
     stages.lap("voting")
     return (row * wt + col).flip(0), (best * a_d).flip(0)
-
-
-def match_reference(
-    src: HyperImage,
-    trg: HyperImage,
-    rhm: bool,
-    exponent: float,
-    ncells: int,
-    kernel: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """Hyperpixel matches by the straightforward path (full hyperfeatures and bin matrix).
-
-    Args and returns: as :func:`match_fast`.
-    """
-    cos = reference_cosine(src, trg)
-    if not rhm:
-        score, match = cos.max(dim=1)
-        return match, score
-    sim = cos.clamp(min=0).pow(exponent)
-    conf, _ = rhm_reference(sim, src.grid, trg.grid, ncells, kernel)
-    score, match = conf.max(dim=1)
-    return match, score

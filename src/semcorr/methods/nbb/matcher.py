@@ -169,8 +169,9 @@ class NeuralBestBuddies(Matcher):
         self.backbone = backbone
         self.pyramid = pyramid
         self.levels = levels
-        self.layers = {level: backbone._check(pyramid[level - 1]) for level in levels}
+        # stride() checks the ids (a ConfigError listing the valid ones)
         self.strides = [float(backbone.stride(layer)) if layer is not None else None for layer in pyramid]
+        self.layers = {level: int(pyramid[level - 1]) for level in levels}
         self.k = int(k)
         self.gamma = float(gamma)
         self.patch_sizes = patch_sizes
@@ -211,7 +212,7 @@ class NeuralBestBuddies(Matcher):
             for n, i in enumerate(missing):
                 per_level: list[Tensor | None] = [None] * 5
                 for level, feat in zip(self.levels, feats):
-                    per_level[level - 1] = feat[n]
+                    per_level[level - 1] = feat[n].clone()  # not a view that keeps the batch alive
                 out[i] = per_level
                 if keys[i] is not None:
                     self.cache.put(keys[i], per_level)
