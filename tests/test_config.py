@@ -57,6 +57,8 @@ def problems(overrides: list[str], tmp_path, name: str = "evaluate") -> str:
         (["dataset.max_side=4"], "dataset.max_side=4: must be greater than or equal to 8 (valid: an integer >= 8 or null)"),
         (["dataset.scale=[1.2,0.8]"], "dataset.scale=[1.2, 0.8]: the low end must not exceed the high end"),
         (["backbone.net.name=resnet18"], "backbone.net.name=resnet18: must be 'resnet50', "),
+        (["backbone.pyramid=[6,13]"], "backbone.pyramid=[6, 13]: must have at least 5 items, not 2"),
+        (["backbone.hpf_layers=[4,4]"], "backbone.hpf_layers=[4, 4]: must not repeat a value"),
         (["trainer.devices=0"], "trainer.devices=0: must be greater than or equal to 1"),
         (["trainer.precision=8"], "trainer.precision=8: must be "),
         (["logger.quiet=maybe"], "logger.quiet=maybe: must be true or false"),

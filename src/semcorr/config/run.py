@@ -53,9 +53,21 @@ class DataModuleKnobs(TypedDict, total=False):
     num_workers: NonNegativeInt
 
 
+@strict
+class BackboneGroupKnobs(TypedDict, total=False):
+    """A ``conf/backbone/*.yaml`` node: the network (``net``, checked by :class:`BackboneKnobs`) and
+    the layer choices the methods read from it. Which layer ids exist is checked by the backbone."""
+
+    net: Any
+    hpf_layers: list_of(NonNegativeInt, min_length=1, distinct=True)
+    nn_layer: NonNegativeInt
+    search_bases: list_of(NonNegativeInt, min_length=1, distinct=True)
+    pyramid: list_of(NonNegativeInt | None, length=5)
+
+
 #: Root schemas of ``evaluate.py`` and ``train.py`` by path (:func:`~.schema.validate_config`).
-EVALUATE = {"": EvaluateKnobs, "datamodule": DataModuleKnobs}
-TRAIN = {"": RunKnobs, "datamodule": DataModuleKnobs}
+EVALUATE = {"": EvaluateKnobs, "datamodule": DataModuleKnobs, "backbone": BackboneGroupKnobs}
+TRAIN = {"": RunKnobs, "datamodule": DataModuleKnobs, "backbone": BackboneGroupKnobs}
 
 
 @register("semcorr.backbones.factory.load_backbone")
