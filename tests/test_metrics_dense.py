@@ -203,7 +203,8 @@ def test_resize_flow_nan_does_not_leak_through_zero_weights():
 
 
 def test_points_flow_round_trip():
-    flow = torch.randn(2, 2, 3, 5)
+    flow = torch.randn(2, 2, 3, 5, generator=torch.Generator().manual_seed(0))
     points = flow_to_points(flow)
     assert torch.allclose(points[:, 0, 1, 4], 4 + flow[:, 0, 1, 4])
-    assert torch.allclose(points_to_flow(points), flow)
+    # (x + u) - x loses the low bits of small u: an absolute tolerance (randn values near 0 broke rtol alone)
+    assert torch.allclose(points_to_flow(points), flow, atol=1e-6)

@@ -1,9 +1,11 @@
 """The evaluation run behind ``python evaluate.py``: config in, metrics and files out.
 
-Steps: seed; build the dataset, DataModule, method and trainer from the Hydra config; run
-``Trainer.test``; write ``metrics.json``, ``predictions.pt``/``.csv`` and the composed config into
-the run directory; print the results table and a summary of the files; send metrics to the logger
-(W&B offline by default, runs grouped by dataset and named ``<method>-<dataset>``).
+Steps: seed; build the dataset, its metric families (:mod:`semcorr.metrics.evaluators`), the
+DataModule, method and trainer from the Hydra config; record the protocol (:mod:`semcorr.protocol`);
+run ``Trainer.test``; write ``metrics.json`` (with the ``protocol`` record), ``predictions.pt``/``.csv``
+and the composed config into the run directory; print the results table and a summary of the files;
+send metrics to the logger (W&B offline by default, runs grouped by dataset and named
+``<method>-<dataset>``; the run config carries the protocol record).
 
 Distributed (``trainer=ddp trainer.devices=N [trainer.num_nodes=M]``): each process evaluates its
 own shard of the pairs (no pair twice, see :mod:`semcorr.lit.evaluation`); the metrics are synced
@@ -37,6 +39,8 @@ from semcorr.io import write_text
 from semcorr.lit.evaluation import EvaluationModule
 from semcorr.lit.journal import EvaluationJournal
 from semcorr.methods.base import Matcher
+from semcorr.metrics.evaluators import build_evaluators
+from semcorr.protocol import build_protocol, describe, method_protocol
 from semcorr.results import print_results, unanswered_keypoints, write_metrics, write_predictions
 from semcorr.viz.pictures import PictureWriter
 
@@ -131,6 +135,29 @@ def print_summary(run_dir: Path, console: Console | None = None) -> None:
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
+def run_protocol(
+    cfg: DictConfig, dataset: Any, method: Matcher, families: list[str], name: str, resolution: str
+) -> dict[str, Any]:
+    """The protocol record of this run (:mod:`semcorr.protocol`), with its warnings: a method
+    trained on pairs that overlap the evaluated ones, a margin-pruning setting other than the
+    dataset's protocol (Caltech-101)."""
+    trained_on = cfg.get("trained_on")
+    weights = OmegaConf.select(cfg, "backbone.net.weights", default=None)
+    record = build_protocol(
+        dataset, families, cfg.alphas, resolution,
+        method_protocol(name, method, str(weights) if weights is not None else None,
+                        list(trained_on) if trained_on is not None else None),
+    )
+    warning = dataset.leakage(record["method"]["trained_on"])
+    if warning:
+        log.warning("%s: %s", dataset.name, warning)
+    wanted, used = getattr(dataset, "margin_pruning", None), record["method"].get("margin_pruning")
+    if wanted is not None and used is not None and wanted != used:
+        log.warning("%s: method.margin_pruning=%s departs from the dataset's protocol (dataset.margin_pruning=%s).",
+                    dataset.name, used, wanted)
+    return record
+
+
 def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, Any]:
     """Evaluate ``cfg.method`` (or ``method``, a Matcher built in Python) on ``cfg.dataset``.
 
@@ -149,6 +176,9 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     dataset = instantiate(cfg.dataset)
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     method = method if method is not None else instantiate(cfg.method)
+    resolution = str(OmegaConf.select(cfg, "metrics.resolution", default="resized"))
+    evaluators = build_evaluators(dataset, cfg.alphas, resolution)
+    protocol = run_protocol(cfg, dataset, method, list(evaluators), names["method"], resolution)
     pictures = (
         PictureWriter(run_dir / "pictures", limit=cfg.max_pictures, alphas=cfg.alphas, method=method)
         if cfg.save_pictures
@@ -156,20 +186,13 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     )
     every = int(cfg.get("resume_every", 0) or 0)
     journal = EvaluationJournal(run_dir / "partial", cfg, every) if every > 0 else None
-    module = EvaluationModule(
-        method,
-        categories=dataset.categories,
-        group_fields=dataset.group_fields,
-        alphas=cfg.alphas,
-        on_pair=pictures,
-        journal=journal,
-    )
+    module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas), on_pair=pictures, journal=journal)
     logger = build_logger(cfg, run_dir)
     trainer = build_trainer(cfg, logger, run_dir)
     trainer.test(module, datamodule=datamodule, verbose=False)
 
     # synced in the test loop's epoch end: identical on every process
-    metrics = {**names, **module.results()}
+    metrics = {**names, **module.results(), "protocol": protocol}
     if not trainer.is_global_zero:
         return metrics
     write_metrics(run_dir, metrics)
@@ -188,9 +211,10 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     if trainer.world_size > 1:
         title += f", {trainer.world_size} processes"
     print_results(metrics, title)
+    Console().print(f"Protocol: {describe(protocol)}", highlight=False, soft_wrap=True, markup=False)
     log.info("Results written to %s", run_dir)
     if logger is not None:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "protocol": protocol})
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         if pictures is not None:  # every process has written its pairs' pictures (the gather waited for them)
             pictures.log_to(logger)
