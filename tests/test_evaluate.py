@@ -74,6 +74,7 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path, willow):
     # the offline run file (protobuf records) holds the metric names and the composed config
     data = runs[0].read_bytes()
     assert b"pck@0.1/car(G)" in data and b"time_per_pair_s" in data and b"pfwillow" in data
+    assert b"pairs_sha256" in data and b"threshold_rule" in data  # the run config carries the protocol record
     assert "wandb sync" in proc.stdout
 
 

@@ -121,8 +121,8 @@ def describe(record: Mapping[str, Any] | None) -> str:
     """The evaluation protocol in one line of Markdown (above a results table)."""
     if not record:
         return "protocol not recorded (a run from before protocol records)"
-    parts = [f"**{record.get('dataset')}** `{record.get('split')}`: {record.get('n_pairs')} pairs ({record.get('pairs')}; "
-             f"list sha256 `{str(record.get('pairs_sha256', ''))[:12]}`)"]
+    parts = [f"**{record.get('dataset')}** `{record.get('split')}`, {record.get('n_pairs')} pairs: {record.get('pairs')} "
+             f"(list sha256 `{str(record.get('pairs_sha256', ''))[:12]}`)"]
     subset = record.get("subset")
     if subset:
         rule = ", ".join(f"{k}={v}" for k, v in subset.items() if k != "of" and v is not None)
@@ -140,7 +140,7 @@ def describe(record: Mapping[str, Any] | None) -> str:
         resize = "original size"
     parts.append(resize)
     parts.append(f"flips: {record.get('flips')}")
-    options = {k: v for k, v in (record.get("options") or {}).items() if v is not None and k != "leakage"}
+    options = {k: v for k, v in (record.get("options") or {}).items() if isinstance(v, (str, int, float, bool))}
     if options:
         parts.append(", ".join(f"{k}: {v}" for k, v in options.items()))
     leakage = (record.get("options") or {}).get("leakage")

@@ -59,13 +59,7 @@ def correct_keypoints(
 def pck_per_pair(
     pred: torch.Tensor, gt: torch.Tensor, threshold: torch.Tensor, alphas: Sequence[float]
 ) -> torch.Tensor:
-    """PCK of each pair at each alpha.
-
-    Args:
-        pred: (B, N, 2) predicted keypoints (NaN: no prediction, counts wrong).
-        gt: (B, N, 2) ground-truth keypoints, NaN-padded.
-        threshold: (B,) T per pair.
-        alphas: the A alpha values.
+    """PCK of each pair at each alpha (arguments as :func:`correct_keypoints`).
 
     Returns:
         (B, A) fraction of correct valid keypoints; NaN for a pair without valid keypoints.
