@@ -69,6 +69,11 @@ class Run:
 
     @property
     def backbone(self) -> str:
+        """The method's backbone: the protocol record's (``-`` for a method without one, e.g.
+        identity), else the run's ``backbone`` entry."""
+        method = (self.protocol or {}).get(METHOD_KEY)
+        if method is not None:
+            return str(method.get("backbone") or MISSING)
         return str(self.metrics.get("backbone", ""))
 
     @property
