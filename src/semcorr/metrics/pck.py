@@ -8,8 +8,8 @@ have different numbers of pairs:
 
 * ``pck@A``: the mean over pairs of each pair's fraction of correct keypoints (HPF, CATs, DHPF,
   CHM: the usual "PCK" of PF-PASCAL / PF-WILLOW / SPair-71k tables);
-* ``pck_kp@A``: correct keypoints over all keypoints, pooled (per-keypoint PCK, e.g. the
-  "per-point" numbers of DIFT / SD+DINO-style SPair-71k evaluations);
+* ``pck_kp@A``: correct keypoints over all keypoints, pooled (per-keypoint PCK, which
+  reproduction threads confuse with the per-pair one: GeoAware-SC issues #14 / #22, SD4Match #7);
 * ``pck_cat@A``: the mean over categories of the per-category ``pck@A`` (per-category average);
 
 plus ``pck@A/<category>``, ``pck@A/<field>=<level>`` for the dataset's grouping fields (SPair-71k
