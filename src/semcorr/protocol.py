@@ -21,8 +21,11 @@ The record (``metrics.json["protocol"]``, also in the W&B run config) has two pa
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: The record's key of the method part (not compared between runs of one table).
 METHOD_KEY = "method"
@@ -81,6 +84,31 @@ def build_protocol(
             alphas=[float(a) for a in alphas], correct_if=CORRECT_IF, pck_averages=dict(PCK_AVERAGES), resolution=resolution
         )
     record[METHOD_KEY] = dict(method)
+    return record
+
+
+def run_record(
+    dataset: Any,
+    method: Any,
+    families: Sequence[str],
+    alphas: Sequence[float],
+    resolution: str,
+    name: str,
+    weights: str | None = None,
+    trained_on: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The record of an evaluation run (:func:`build_protocol` of :func:`method_protocol`), warning
+    when the method was trained on pairs that overlap the evaluated ones (the dataset's
+    ``leakage``) or prunes margins against the dataset's protocol (Caltech-101's
+    ``margin_pruning``)."""
+    record = build_protocol(dataset, families, alphas, resolution, method_protocol(name, method, weights, trained_on))
+    warning = dataset.leakage(record[METHOD_KEY]["trained_on"])
+    if warning:
+        log.warning("%s: %s", dataset.name, warning)
+    wanted, used = getattr(dataset, "margin_pruning", None), record[METHOD_KEY].get("margin_pruning")
+    if wanted is not None and used is not None and wanted != used:
+        log.warning("%s: method.margin_pruning=%s departs from the dataset's protocol (dataset.margin_pruning=%s).",
+                    dataset.name, used, wanted)
     return record
 
 

@@ -40,7 +40,7 @@ from semcorr.lit.evaluation import EvaluationModule
 from semcorr.lit.journal import EvaluationJournal
 from semcorr.methods.base import Matcher
 from semcorr.metrics.evaluators import build_evaluators
-from semcorr.protocol import build_protocol, describe, method_protocol
+from semcorr.protocol import describe, run_record
 from semcorr.results import print_results, unanswered_keypoints, write_metrics, write_predictions
 from semcorr.viz.pictures import PictureWriter
 
@@ -135,29 +135,6 @@ def print_summary(run_dir: Path, console: Console | None = None) -> None:
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
-def run_protocol(
-    cfg: DictConfig, dataset: Any, method: Matcher, families: list[str], name: str, resolution: str
-) -> dict[str, Any]:
-    """The protocol record of this run (:mod:`semcorr.protocol`), with its warnings: a method
-    trained on pairs that overlap the evaluated ones, a margin-pruning setting other than the
-    dataset's protocol (Caltech-101)."""
-    trained_on = cfg.get("trained_on")
-    weights = OmegaConf.select(cfg, "backbone.net.weights", default=None)
-    record = build_protocol(
-        dataset, families, cfg.alphas, resolution,
-        method_protocol(name, method, str(weights) if weights is not None else None,
-                        list(trained_on) if trained_on is not None else None),
-    )
-    warning = dataset.leakage(record["method"]["trained_on"])
-    if warning:
-        log.warning("%s: %s", dataset.name, warning)
-    wanted, used = getattr(dataset, "margin_pruning", None), record["method"].get("margin_pruning")
-    if wanted is not None and used is not None and wanted != used:
-        log.warning("%s: method.margin_pruning=%s departs from the dataset's protocol (dataset.margin_pruning=%s).",
-                    dataset.name, used, wanted)
-    return record
-
-
 def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, Any]:
     """Evaluate ``cfg.method`` (or ``method``, a Matcher built in Python) on ``cfg.dataset``.
 
@@ -178,7 +155,11 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     method = method if method is not None else instantiate(cfg.method)
     resolution = str(OmegaConf.select(cfg, "metrics.resolution", default="resized"))
     evaluators = build_evaluators(dataset, cfg.alphas, resolution)
-    protocol = run_protocol(cfg, dataset, method, list(evaluators), names["method"], resolution)
+    weights, trained_on = OmegaConf.select(cfg, "backbone.net.weights", default=None), cfg.get("trained_on")
+    protocol = run_record(
+        dataset, method, list(evaluators), cfg.alphas, resolution, names["method"],
+        weights=str(weights) if weights is not None else None, trained_on=list(trained_on) if trained_on is not None else None,
+    )
     pictures = (
         PictureWriter(run_dir / "pictures", limit=cfg.max_pictures, alphas=cfg.alphas, method=method)
         if cfg.save_pictures
