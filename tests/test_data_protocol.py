@@ -108,10 +108,10 @@ def test_pfwillow_keypoint_box_ignores_the_padding_of_a_batch(tmp_path):
         for i, index in enumerate(batch["index"].tolist()):
             assert batch["pck_threshold"][i].item() == pytest.approx(expected[index], rel=1e-6)
         guess = batch["trg_kps"].flip(-1)  # wrong-ish predictions, NaN where padded
-        batched.update(batch, MatchOutput(guess), {})
+        batched.update(batch, MatchOutput(guess))
         for i in range(len(n)):
             one = collate_pairs([ds[batch["index"][i].item()]])
-            single.update(one, MatchOutput(guess[i : i + 1, : n[i]]), {})
+            single.update(one, MatchOutput(guess[i : i + 1, : n[i]]))
     assert mixed == 1  # the batch holding a 10- and a 4-keypoint pair
     assert batched.compute() == pytest.approx(single.compute())
 

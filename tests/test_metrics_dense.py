@@ -237,11 +237,11 @@ def test_polygon_mask_evaluator_uses_the_transferred_vertices():
     batch = {"src_mask": trg_mask.clone(), "trg_mask": trg_mask, "n_kps": torch.tensor([4]), "category_id": torch.tensor([0])}
     evaluator = MaskEvaluator(["c"], "polygon")
     assert evaluator.needs == {"points"}
-    evaluator.update(batch, MatchOutput(square + torch.tensor([2.0, 0.0])), {})
+    evaluator.update(batch, MatchOutput(square + torch.tensor([2.0, 0.0])))
     out = evaluator.compute()
     assert out["iou"] == pytest.approx(100 / 3) and out["lt_acc"] == pytest.approx(75.0) and out["mask_pairs"] == 1
     assert "loc_err" not in out
     flow = MaskEvaluator(["c"], "flow")
-    assert flow.needs == {"flow_back"}
-    flow.update(batch, MatchOutput(square), {"flow_back": torch.zeros(1, 2, 8, 8)})  # identity flow: perfect transfer
+    assert flow.needs == {"backward"}
+    flow.update(batch, MatchOutput(square, flow=torch.zeros(1, 2, 8, 8)))  # identity flow: perfect transfer
     assert flow.compute()["iou"] == pytest.approx(100.0) and "loc_err" in flow.compute()

@@ -75,8 +75,10 @@ def test_matcher_finds_the_uniquely_coloured_cell_and_keeps_nan_queries():
         torch.testing.assert_close(out.points[0, :2], torch.tensor([[20.0, 8.0], [4.0, 0.0]]), atol=1e-3, rtol=0)
         assert torch.isnan(out.points[0, 2]).all()
     matcher = NearestNeighbour(Pixels(), 0)
-    flow = matcher.dense_flow(src, trg, ["s"], ["t"])
+    flow = matcher(src, trg, points[:, :0], ["s"], ["t"], dense="forward").flow
     assert flow.shape == (1, 2, 16, 16) and flow[0, :, 4, 8].tolist() == [12.0, 4.0]  # (8, 4) -> (20, 8)
+    back = matcher(src, trg, points[:, :0], ["s"], ["t"], dense="backward").flow
+    assert back.shape == (1, 2, 16, 24) and back[0, :, 8, 20].tolist() == [-12.0, -4.0]  # (20, 8) -> (8, 4)
 
 
 def test_box_readout_is_hpf_with_one_layer_and_no_hough_matching():

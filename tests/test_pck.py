@@ -70,7 +70,7 @@ def batch_of(pairs, **extra):
 def feed(evaluator, batch):
     from semcorr.methods.base import MatchOutput
 
-    return evaluator.update(batch, MatchOutput(batch["pred"]), {})["pck"]
+    return evaluator.update(batch, MatchOutput(batch["pred"]))["pck"]
 
 
 def test_three_averages_by_hand():

@@ -109,7 +109,7 @@ class LayerSetScorer(pl.LightningModule):
                 trg = self.matcher.hyperimage_from_features(trg_feats, layers, tuple(trg_img.shape[-2:]), trg_id)
                 predictions[k, i, :n] = self.matcher.transfer(src, trg, batch["src_kps"][i, :n])
         for k, evaluator in enumerate(self.evaluators):
-            evaluator.update(batch, MatchOutput(predictions[k]), {})
+            evaluator.update(batch, MatchOutput(predictions[k]))
 
     def on_test_epoch_end(self) -> None:
         # synced across processes here, while the states are still on the device (NCCL)

@@ -34,8 +34,10 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 from semcorr.methods.base import Matcher, MatchOutput
-from semcorr.methods.hpf import FeatureCache, HyperpixelFlow
-from semcorr.metrics.warping import pixel_grid, sample_at
+from semcorr.grid import pixel_grid
+from semcorr.methods.cache import LRUCache
+from semcorr.methods.hpf import HyperpixelFlow
+from semcorr.metrics.warping import sample_at
 
 #: The read-outs (see the module docstring).
 READOUTS = ("argmax", "soft_argmax", "kernel_soft_argmax", "box")
@@ -112,7 +114,7 @@ class NearestNeighbour(Matcher):
                                   cache_size=cache_size) if readout == "box" else None
         #: recorded in the protocol only where it applies (the box read-out)
         self.margin_pruning = bool(margin_pruning) if readout == "box" else None
-        self.cache = FeatureCache(cache_size)
+        self.cache: LRUCache[Tensor] = LRUCache(cache_size)
 
     def features(self, imgs: Tensor, ids: Sequence[str] | None) -> list[Tensor]:
         """(C, h, w) features of each image of a (B, 3, H, W) batch, from the cache where possible."""
@@ -136,10 +138,21 @@ class NearestNeighbour(Matcher):
         src_points: Tensor,
         src_ids: list[str] | None = None,
         trg_ids: list[str] | None = None,
+        dense: str | None = None,
     ) -> MatchOutput:
-        """Transfer points (see :meth:`Matcher.forward`): src_points (B, N, 2) -> points (B, N, 2)."""
+        """Transfer points (see :meth:`Matcher.forward`): src_points (B, N, 2) -> points (B, N, 2).
+
+        The dense flow (``dense=``) transfers every pixel by the read-out
+        (:meth:`Matcher.flow_from_points`; ``"backward"`` with the images swapped); the box read-out
+        gives HPF's dense transfer.
+        """
         if self.box is not None:
-            return self.box(src_img, trg_img, src_points, src_ids, trg_ids)
+            return self.box(src_img, trg_img, src_points, src_ids, trg_ids, dense)
+        flow = None
+        if dense == "forward":
+            flow = self.flow_from_points(src_img, trg_img, src_ids, trg_ids)
+        elif dense == "backward":
+            flow = self.flow_from_points(trg_img, src_img, trg_ids, src_ids)
         points = torch.full_like(src_points, float("nan"))
         srcs, trgs = self.features(src_img, src_ids), self.features(trg_img, trg_ids)
         for i in range(src_img.shape[0]):
@@ -153,18 +166,4 @@ class NearestNeighbour(Matcher):
             t = F.normalize(trgs[i].reshape(c, h * w), dim=0)
             sim = (q @ t).reshape(-1, h, w)
             points[i][valid] = read_out(sim, self.stride, self.readout, self.temperature, self.sigma).to(points.dtype)
-        return MatchOutput(points)
-
-    @torch.no_grad()
-    def dense_flow(
-        self,
-        src_img: Tensor,
-        trg_img: Tensor,
-        src_ids: list[str] | None = None,
-        trg_ids: list[str] | None = None,
-    ) -> Tensor:
-        """Every source pixel transferred by the read-out (:meth:`Matcher.dense_flow`; the box
-        read-out uses HPF's dense transfer)."""
-        if self.box is not None:
-            return self.box.dense_flow(src_img, trg_img, src_ids, trg_ids)
-        return super().dense_flow(src_img, trg_img, src_ids, trg_ids)
+        return MatchOutput(points, flow=flow)
