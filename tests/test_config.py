@@ -65,6 +65,8 @@ def problems(overrides: list[str], tmp_path, name: str = "evaluate") -> str:
         (["resume_every=-5"], "resume_every=-5: must be greater than or equal to 0"),
         (["pictures=best"], "pictures=best: must be 'first' or 'worst'"),
         (["+method.colour=red"], "method.colour is not a key of method; valid keys: name, backbone, layers, rhm,"),
+        (["method=nn", "method.readout=median"], "method.readout=median: must be 'argmax', 'soft_argmax', "),
+        (["dataset=pfwillow", "dataset.threshold=kps"], "dataset.threshold=kps: must be 'img', 'bbox' or 'none'"),
         (["method.layers=${backbone.nope}"], "method.layers cannot be resolved: Interpolation key 'backbone.nope' not found"),
     ],
 )

@@ -110,8 +110,9 @@ def test_tss_real_sample_pairs_and_samples():
 @needs_tss_sample
 def test_tss_real_flow_direction_matches_corr_txt():
     """flow1 (resized, the convention of MatchOutput.flow) carries image1's corr.txt points onto image2's."""
-    ds = TSSDataset(TSS_SAMPLE, categories=["PASCAL"], max_pairs=1)  # bike_01_02_1to2
-    s = ds[0]
+    ds = TSSDataset(TSS_SAMPLE, categories=["PASCAL"])
+    (index,) = [i for i, r in enumerate(ds.records) if r.pair_id == "PASCAL/bike_01_02_1to2"]
+    s = ds[index]
     corr = np.loadtxt(TSS_SAMPLE / "PASCAL" / "bike_01_02" / "corr.txt")
     h1, w1 = s["src_size_orig"].tolist()
     h2, w2 = s["trg_size_orig"].tolist()
@@ -230,7 +231,11 @@ def test_caltech_csv_layout_and_square_polygon_masks(tmp_path):
     expected_t = np.zeros((18, 22), bool)
     expected_t[2:13, 2:13] = True
     assert np.array_equal(s["trg_mask"].numpy(), expected_t)
-    assert s["n_kps"] == 0 and math.isnan(s["pck_threshold"])
+    # the reference protocol (mask_transfer=polygon): the source polygon's vertices are the query points
+    torch.testing.assert_close(s["src_kps"], torch.tensor([[4.0, 3.0], [10.0, 3.0], [10.0, 8.0], [4.0, 8.0]]))
+    assert s["n_kps"] == 4 and torch.isnan(s["trg_kps"]).all() and math.isnan(s["pck_threshold"])
+    flow_protocol = CaltechDataset(tmp_path, max_side=None, mask_transfer="flow")[0]
+    assert flow_protocol["n_kps"] == 0 and np.array_equal(flow_protocol["src_mask"].numpy(), expected)
 
 
 def test_caltech_masks_follow_the_resize(tmp_path):

@@ -381,8 +381,10 @@ def test_a_lone_keypoint_is_fine_with_a_box_threshold_but_not_with_a_keypoint_th
     header = lines[0].split(",")
     keep = [0, 1] + [i for i, name in enumerate(header) if name[1:] == "1" or name[2:] == "1"]  # XA1, YA1, XB1, YB1
     info["csv"].write_text("\n".join(",".join(line.split(",")[i] for i in keep) for line in lines) + "\n")
-    with pytest.raises(AnnotationError, match="one keypoint, whose box has zero extent"):
+    with pytest.raises(AnnotationError, match=r"row 1: the box of the PCK threshold, the box spanned by the target "
+                                              r"keypoints .*, is \(.*\): zero extent, so T would be 0"):
         PFWillowDataset(tmp_path / "w")
+    assert len(PFWillowDataset(tmp_path / "w", threshold="img").records[0].src_kps) == 1  # T from the image: fine
 
 
 def test_pfpascal_duplicated_keypoints_name_the_csv_line(tmp_path):

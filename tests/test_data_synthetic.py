@@ -35,7 +35,7 @@ SHARED_DATA = ROOT / "../shared/data"
 WILLOW = SHARED_DATA / "PF-dataset-WILLOW"
 
 BASE_KEYS = {
-    "src_img", "trg_img", "src_kps", "trg_kps", "n_kps", "pck_threshold", "category", "category_id",
+    "src_img", "trg_img", "src_kps", "trg_kps", "n_kps", "pck_threshold", "pck_threshold_original", "category", "category_id",
     "pair_id", "index", "src_scale", "trg_scale", "src_path", "trg_path",
 }
 FLOW_KEYS = {"flow", "src_mask", "flow_threshold"}
@@ -318,7 +318,7 @@ def test_sample_builds_offline(sample_root: Path, monkeypatch) -> None:
     ds = SampleDataset(sample_root)
     assert len(ds) == 2 * len(SHIPPED_PHOTOS) == 8
     assert ds.categories == sorted(SHIPPED_PHOTOS)
-    assert ds.threshold == "image"
+    assert ds.threshold == "img"
     folder = ds.cache_dir
     assert (folder / "pairs.json").is_file()
     assert not [p for p in sample_root.iterdir() if p.name.startswith(".tmp")]

@@ -75,6 +75,7 @@ def test_wandb_offline_run_holds_the_metrics_and_the_console_stays_quiet(tmp_pat
     # the offline run file (protobuf records) holds the metric names and the composed config
     data = runs[0].read_bytes()
     assert b"pck@0.1/car(G)" in data and b"time_per_pair_s" in data and b"pfwillow" in data
+    assert b"pairs_sha256" in data and b"threshold_rule" in data  # the run config carries the protocol record
     assert "wandb sync" in proc.stdout
     # the console: the progress, the results table and the summary; no W&B, Lightning or deprecation lines
     console = proc.stdout + proc.stderr

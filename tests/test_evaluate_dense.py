@@ -50,11 +50,40 @@ def test_identity_on_real_tss_sample(tmp_path):
     assert 0 < metrics["flow_acc"] < 100
 
 
-def test_mask_transfer_on_caltech_fixture(tmp_path):
+def test_mask_transfer_on_caltech_fixture_reference_polygon_protocol(tmp_path):
+    """dataset=caltech scores the HPF reference's way: the identity map moves the source square's
+    vertices to the same relative position, the moved square is rasterised and compared with the
+    target square. By hand (pixel centres inside or on the polygon), per pair:
+    Faces 1->2: vertices x*1.1, y*1.125 -> cols 5..11, rows 4..9 (42 px) inside the 11x11 target:
+    IoU 42/121, LT-ACC 317/396; Faces 2->1: x*20/22, y*16/18 -> cols 2..10, rows 2..10 (81 px)
+    holding the 7x6 target: IoU 42/81, LT-ACC 281/320; airplanes (same size): 21x12 vs 20x10 boxes
+    meeting in 16x7: IoU 112/340, LT-ACC 372/600."""
     root = tmp_path / "caltech"
     make_caltech(root)
     metrics = run_evaluation(compose_config("evaluate", ["method=identity", "dataset=caltech", f"dataset.root={root}", "logger=none"], tmp_path / "r"))
     assert metrics["n_pairs"] == 3 and metrics["mask_pairs"] == 3
+    iou = [42 / 121, 42 / 81, 112 / 340]
+    lt_acc = [317 / 396, 281 / 320, 372 / 600]
+    assert metrics["iou"] == pytest.approx(100 * sum(iou) / 3)
+    assert metrics["lt_acc"] == pytest.approx(100 * sum(lt_acc) / 3)
+    assert metrics["iou/Faces"] == pytest.approx(100 * (iou[0] + iou[1]) / 2)
+    assert metrics["lt_acc/airplanes"] == pytest.approx(100 * lt_acc[2])
+    assert "loc_err" not in metrics and "pck@0.1" not in metrics  # no dense flow, no keypoints
+    assert metrics["protocol"]["options"]["mask_transfer"] == "polygon"
+
+
+def test_mask_transfer_on_caltech_fixture_flow_protocol(tmp_path):
+    root = tmp_path / "caltech"
+    make_caltech(root)
+    args = ["method=identity", "dataset=caltech", f"dataset.root={root}", "dataset.mask_transfer=flow", "logger=none"]
+    metrics = run_evaluation(compose_config("evaluate", args, tmp_path / "r"))
+    assert metrics["n_pairs"] == 3 and metrics["mask_pairs"] == 3
     for key in ("lt_acc", "iou", "loc_err", "lt_acc/Faces", "iou/airplanes"):
         assert key in metrics
     assert 0 < metrics["iou"] < 100 and 0 < metrics["lt_acc"] <= 100
+
+
+def test_hpf_prunes_no_margin_on_caltech(tmp_path):
+    cfg = compose_config("evaluate", ["method=hpf", "dataset=caltech", "logger=none"], tmp_path)
+    assert cfg.method.margin_pruning is False
+    assert compose_config("evaluate", ["method=nn", "method.readout=box", "dataset=pfwillow", "logger=none"], tmp_path).method.margin_pruning is True

@@ -70,14 +70,28 @@ def test_search_resumes_from_the_run_directory(tmp_path, willow, monkeypatch):
     assert len(resumed["beams"]) == 2
 
 
-def test_pairs_per_category_subset(tmp_path, willow):
-    from hydra.utils import instantiate
+def test_search_scores_a_stratified_subset_with_the_chosen_threshold(tmp_path, willow):
+    subset = ["dataset.pairs_per_category=2", "dataset.subset_seed=1"]
+    run_dir = tmp_path / "search"
+    torch.manual_seed(0)
+    summary = run_search(search_config(tmp_path, willow, run_dir, "model.max_layers=1", "model.threshold=img", *subset))
+    protocol = summary["protocol"]
+    assert protocol["n_pairs"] == 2 and protocol["threshold"] == "img" and protocol["alphas"] == [0.1]
+    assert protocol["subset"] == {"of": 6, "categories": None, "pairs_per_category": 2, "max_pairs": None, "seed": 1}
+    assert json.loads((run_dir / "search_result.json").read_text())["protocol"] == protocol
+    scores = json.loads((run_dir / "beam_state.json").read_text())["scores"]
+    cfg = compose_config("evaluate", ["method=hpf", "method.layers=[3]", "dataset=pfwillow", f"dataset.root={willow}",
+                                      "dataset.threshold=img", *subset, "backbone.net.weights=none", "logger=none"], tmp_path / "e")
+    torch.manual_seed(0)
+    evaluated = run_evaluation(cfg)
+    assert evaluated["protocol"]["pairs_sha256"] == protocol["pairs_sha256"]
+    assert evaluated["pck@0.1"] == pytest.approx(scores["3"], abs=1e-4)
 
-    from semcorr.lit.hpf_search import pairs_per_category
 
-    cfg = search_config(tmp_path, willow, tmp_path / "x")
-    dataset = instantiate(cfg.dataset, split="test")
-    small = pairs_per_category(dataset, 2, seed=1)
-    again = pairs_per_category(dataset, 2, seed=1)
-    assert len(small) == 2 and list(small.indices) == list(again.indices)
-    assert small.categories == dataset.categories
+def test_search_threshold_defaults_to_bbox_and_must_be_offered(tmp_path, willow):
+    assert search_config(tmp_path, willow, tmp_path / "a").model.threshold == "bbox"
+    from semcorr.errors import ConfigError
+
+    cfg = compose_config("train", ["model=hpf_search", "dataset=sample", *COMMON], tmp_path / "b")
+    with pytest.raises(ConfigError, match="model.threshold='bbox' is not offered by sample"):
+        run_search(cfg)

@@ -71,10 +71,16 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
 CAPTION_KEYS = ("n_pairs", "time_per_pair_s", "flow_acc_pairs", "mask_pairs")
 
 
+def column_title(metric: str) -> str:
+    """``pck@0.1`` -> ``PCK@0.1``, ``pck_kp@0.1`` -> ``PCK/kp@0.1``, ``pck_cat@0.1`` -> ``PCK/cat@0.1``."""
+    return metric.replace("pck_kp@", "PCK/kp@").replace("pck_cat@", "PCK/cat@").replace("pck@", "PCK@")
+
+
 def results_table(metrics: dict[str, Any], title: str) -> Table:
-    """A rich table: one column per metric (``pck@A``, ``flow_acc``, ``lt_acc``...), one row for
-    the whole dataset (``all``) and one per subset (``<metric>/<subset>`` keys: categories,
-    difficulty levels); counts and timing go into the caption."""
+    """A rich table: one column per metric (``pck@A``, ``pck_kp@A``, ``pck_cat@A``, ``flow_acc``,
+    ``lt_acc``...), one row for the whole dataset (``all``) and one per subset (``<metric>/<subset>``
+    keys: categories, difficulty levels, subset flags such as ``clean``); counts and timing go into
+    the caption. Non-numeric entries (names, the protocol record) are left out."""
     columns: list[str] = []
     rows: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
@@ -87,7 +93,7 @@ def results_table(metrics: dict[str, Any], title: str) -> Table:
     table = Table(title=title)
     table.add_column("subset")
     for metric in columns:
-        table.add_column(metric.replace("pck@", "PCK@"), justify="right")
+        table.add_column(column_title(metric), justify="right")
     for subset in sorted(rows, key=lambda s: (s != "all", s)):
         table.add_row(subset, *(f"{rows[subset][m]:.1f}" if m in rows[subset] else "" for m in columns))
     caption = [f"pairs: {metrics.get('n_pairs', 0)}"] + ([] if columns else ["no ground truth: predictions only"])

@@ -1,7 +1,8 @@
 """Schemas of the dataset configs (``conf/dataset/*.yaml``): one TypedDict per dataset class.
 
 :class:`PairDatasetKnobs` holds the arguments of :class:`semcorr.data.base.PairDataset` that every
-dataset takes; each dataset adds its own (``tests/test_config.py`` checks the names against the
+dataset takes (:class:`BenchmarkKnobs` adds the threshold kind of the annotated benchmarks); each
+dataset adds its own (``tests/test_config.py`` checks the names against the
 constructors). ``split`` is checked by the dataset itself against its own splits, with the valid
 ones in the message.
 """
@@ -40,48 +41,63 @@ class PairDatasetKnobs(TypedDict, total=False):
     size: ImageSize | None
     upscale: bool
     convert_images: bool
-    max_pairs: PositiveInt | None
     categories: list_of(str, min_length=1) | None
+    pairs_per_category: PositiveInt | None
+    max_pairs: PositiveInt | None
+    subset_seed: int
+
+
+#: PCK threshold kinds (semcorr.data.thresholds.KINDS); which of them a dataset offers, it checks itself.
+ThresholdKind = Literal["img", "bbox", "none"]
+
+
+@strict
+class BenchmarkKnobs(PairDatasetKnobs, total=False):
+    """The annotated benchmarks' arguments: those of every dataset and the PCK threshold kind (the
+    generated datasets, sample and synthetic, have one threshold only)."""
+
+    threshold: ThresholdKind | None
 
 
 @register("semcorr.data.pfpascal.PFPascalDataset")
 @strict
-class PFPascalKnobs(PairDatasetKnobs, total=False):
+class PFPascalKnobs(BenchmarkKnobs, total=False):
     pairs_csv: str | None
     keypoints: Literal["auto", "csv", "mat"]
-    threshold: Literal["image", "bbox"] | None
 
 
 @register("semcorr.data.pfwillow.PFWillowDataset")
 @strict
-class PFWillowKnobs(PairDatasetKnobs, total=False):
+class PFWillowKnobs(BenchmarkKnobs, total=False):
     pairs_csv: str | None
     source: Literal["auto", "folder", "csv"]
 
 
 @register("semcorr.data.spair.SPairDataset")
 @strict
-class SPairKnobs(PairDatasetKnobs, total=False):
+class SPairKnobs(BenchmarkKnobs, total=False):
     layout: Literal["large", "small"]
 
 
 @register("semcorr.data.tss.TSSDataset")
 @strict
-class TSSKnobs(PairDatasetKnobs, total=False):
+class TSSKnobs(BenchmarkKnobs, total=False):
     alpha: PositiveFloat
     flip_target: bool
 
 
 @register("semcorr.data.caltech.CaltechDataset")
 @strict
-class CaltechKnobs(PairDatasetKnobs, total=False):
+class CaltechKnobs(BenchmarkKnobs, total=False):
     pairs_file: str
     polygons: Literal["auto", "csv", "mat"]
+    mask_transfer: Literal["polygon", "flow"]
+    margin_pruning: bool
 
 
 @register("semcorr.data.cub.CUBDataset")
 @strict
-class CUBKnobs(PairDatasetKnobs, total=False):
+class CUBKnobs(BenchmarkKnobs, total=False):
     pairs_per_class: PositiveInt
     seed: int
     masks: bool | Literal["auto"]
@@ -90,7 +106,7 @@ class CUBKnobs(PairDatasetKnobs, total=False):
 
 @register("semcorr.data.pairs.ImagePairsDataset")
 @strict
-class ImagePairsKnobs(PairDatasetKnobs, total=False):
+class ImagePairsKnobs(BenchmarkKnobs, total=False):
     pairs_csv: str | None
 
 

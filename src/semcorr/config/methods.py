@@ -68,7 +68,7 @@ class IdentityKnobs(MethodKnobs, total=False):
 @register("semcorr.methods.hpf.matcher.HyperpixelFlow")
 @strict
 class HyperpixelFlowKnobs(MethodKnobs, total=False):
-    """``method=hpf`` and ``method=nn`` (:class:`semcorr.methods.hpf.HyperpixelFlow`)."""
+    """``method=hpf`` (:class:`semcorr.methods.hpf.HyperpixelFlow`)."""
 
     backbone: Any
     layers: list_of(NonNegativeInt, min_length=1)
@@ -81,6 +81,20 @@ class HyperpixelFlowKnobs(MethodKnobs, total=False):
     fast: bool
     sparse_k: NonNegativeInt
     fold_channels: NonNegativeInt
+
+
+@register("semcorr.methods.nn.NearestNeighbour")
+@strict
+class NearestNeighbourKnobs(MethodKnobs, total=False):
+    """``method=nn`` (:class:`semcorr.methods.nn.NearestNeighbour`)."""
+
+    backbone: Any
+    layer: NonNegativeInt
+    readout: Literal["argmax", "soft_argmax", "kernel_soft_argmax", "box"]
+    temperature: PositiveFloat
+    sigma: PositiveFloat
+    margin_pruning: bool
+    cache_size: NonNegativeInt
 
 
 @register("semcorr.methods.nbb.matcher.NeuralBestBuddies")

@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 
 from semcorr.backbones.factory import BACKBONE_NAMES
 
+from .datasets import ThresholdKind
 from .schema import (
     Fraction,
     NonNegativeInt,
@@ -158,6 +159,5 @@ class LayerSearchKnobs(TypedDict, total=False):
     beam_size: PositiveInt
     max_layers: PositiveInt
     candidate_layers: list_of(NonNegativeInt, min_length=1, distinct=True) | None
-    pairs_per_category: PositiveInt | None
-    subset_seed: int
+    threshold: ThresholdKind | None
     feature_cache_images: NonNegativeInt

@@ -32,17 +32,30 @@ Polygon source (``polygons``): ``"csv"`` the CSV columns (what HPF / NC-Net / We
 ``"mat"`` the ``.mat`` files, ``"auto"`` (default) the CSV when every row has them, else the
 ``.mat`` files.
 
-Masks (``src_mask`` (Hs, Ws) bool, ``trg_mask`` (Ht, Wt) bool, the only extras): the polygon
-vertices are scaled to the resized image (``x * sx``, ``y * sy``, the point convention of
-:mod:`semcorr.data.transforms`) and filled with ``skimage.draw.polygon`` (rows = y, cols = x, as the
-reference code): a pixel is foreground when its centre lies inside or on the polygon.
-Coordinates are used as stored, like the reference code rasterises them (the annotations come
-from MATLAB, so they are likely 1-based: a sub-pixel-to-one-pixel shift, identical for source and
-target; kept for comparability with published numbers).
+Masks (``src_mask`` (Hs, Ws) bool, ``trg_mask`` (Ht, Wt) bool): the polygon vertices are scaled to
+the resized image (``x * sx``, ``y * sy``, the point convention of :mod:`semcorr.data.transforms`)
+and filled by :func:`semcorr.metrics.masks.rasterise_polygon` (rows = y, cols = x, as the reference
+code's ``skimage.draw.polygon``): a pixel is foreground when its centre lies inside or on the
+polygon. Coordinates are used as stored, like the reference code rasterises them (the annotations
+come from MATLAB, so they are likely 1-based: a sub-pixel-to-one-pixel shift, identical for source
+and target; kept for comparability with published numbers).
 
-Protocol: see :mod:`semcorr.metrics.masks` (LT-ACC, IoU, LOC-ERR; mean over pairs). The evaluation
-warps ``src_mask`` with the method's target -> source flow at the resolution of the resized
-images. ``requires_keypoints`` is False and the PCK threshold is ``"none"`` (no keypoints).
+Protocol (``mask_transfer``, scored by :class:`semcorr.metrics.masks.MaskEvaluator`; LT-ACC and IoU,
+mean over pairs):
+
+* ``"polygon"`` (default): the HPF reference's. The source polygon's vertices are transferred with
+  the method's keypoint rule and the transferred polygon is rasterised on the target grid, then
+  compared with ``trg_mask``. Samples carry the vertices as the query points: ``src_kps`` (P, 2)
+  in resized source pixels, ``n_kps = P``, and ``trg_kps`` all NaN (a polygon vertex has no
+  ground-truth correspondence; there is no PCK on Caltech). No LOC-ERR (it needs a dense flow; the
+  reference reports none).
+* ``"flow"``: the source mask is warped onto the target by the method's dense target -> source
+  flow (``warp_mask``), as Proposal Flow / WeakAlign evaluate dense methods; adds LOC-ERR.
+
+Margin pruning (``margin_pruning``, default False): the HPF reference keeps every hyperpixel on
+Caltech-101; ``conf/method/hpf.yaml`` and ``nn.yaml`` read ``dataset.margin_pruning`` (True for the
+other datasets), so ``method=hpf dataset=caltech`` prunes nothing without being told. It is part of
+the protocol record. ``requires_keypoints`` is False and the PCK threshold is ``"none"``.
 """
 
 from __future__ import annotations
@@ -58,6 +71,7 @@ from PIL import Image
 
 from semcorr.data.base import PairDataset, PairRecord
 from semcorr.errors import AnnotationError, ConfigError, DatasetNotFoundError
+from semcorr.metrics.masks import MASK_TRANSFERS, rasterise_polygon
 
 PAIRS_CSV = "test_pairs_caltech_with_category.csv"
 IMAGES_DIR = "101_ObjectCategories"
@@ -117,19 +131,13 @@ def read_annotation(path: Path) -> np.ndarray:
 def polygon_mask(polygon: np.ndarray, size: tuple[int, int], factors: tuple[float, float]) -> torch.Tensor:
     """Rasterise an (N, 2) (x, y) polygon given in original pixels on a resized (H, W) grid.
 
-    Vertices are scaled by ``factors`` (sx, sy); pixels whose centre is inside or on the polygon
-    are foreground (``skimage.draw.polygon``).
+    Vertices are scaled by ``factors`` (sx, sy), then filled by
+    :func:`~semcorr.metrics.masks.rasterise_polygon`.
 
     Returns:
         (H, W) bool tensor.
     """
-    from skimage.draw import polygon as fill_polygon
-
-    h, w = size
-    rows, cols = fill_polygon(polygon[:, 1] * factors[1], polygon[:, 0] * factors[0], shape=(h, w))
-    mask = np.zeros((h, w), dtype=bool)
-    mask[rows, cols] = True
-    return torch.from_numpy(mask)
+    return rasterise_polygon(torch.as_tensor(polygon, dtype=torch.float64) * torch.tensor(factors, dtype=torch.float64), size)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -147,13 +155,17 @@ class CaltechDataset(PairDataset):
         split: ``"test"`` (the only split).
         pairs_file: the pair CSV, relative to the data folder or absolute.
         polygons: ``"auto"``, ``"csv"`` or ``"mat"`` (where the object polygons come from).
+        mask_transfer: ``"polygon"`` (the HPF reference) or ``"flow"`` (see the module docstring).
+        margin_pruning: whether methods with margin pruning (HPF, ``nn`` with the box read-out)
+            prune on this dataset (False: the reference's rule).
         **kwargs: the :class:`~semcorr.data.base.PairDataset` arguments.
     """
 
     download_name = "caltech"
-    threshold = "none"
+    thresholds = ("none",)
     requires_keypoints = False
     splits = ("test",)
+    evaluators = ("masks",)
 
     def __init__(
         self,
@@ -161,12 +173,18 @@ class CaltechDataset(PairDataset):
         split: str = "test",
         pairs_file: str = PAIRS_CSV,
         polygons: str = "auto",
+        mask_transfer: str = "polygon",
+        margin_pruning: bool = False,
         **kwargs: Any,
     ) -> None:
         if polygons not in ("auto", "csv", "mat"):
             raise ConfigError(f"CaltechDataset: polygons must be 'auto', 'csv' or 'mat', got {polygons!r}")
+        if mask_transfer not in MASK_TRANSFERS:
+            raise ConfigError(f"dataset.mask_transfer must be one of {', '.join(MASK_TRANSFERS)}, got {mask_transfer!r}")
         self.pairs_file = pairs_file
         self.polygons = polygons
+        self.mask_transfer = mask_transfer
+        self.margin_pruning = bool(margin_pruning)
         kwargs.setdefault("name", "caltech")
         super().__init__(root, split=split, **kwargs)
 
@@ -216,6 +234,7 @@ class CaltechDataset(PairDataset):
                 "class) in every row; use dataset.polygons=mat with the Annotations folder, or the HPF/WeakAlign CSV."
             )
         use_csv = self.polygons == "csv" or (self.polygons == "auto" and have_polygons)
+        self.pair_source = csv_path.name
         records = []
         for i, row in enumerate(rows):
             where = f"{csv_path.name} row {i + 1}"
@@ -248,8 +267,15 @@ class CaltechDataset(PairDataset):
         return read_annotation(record.extra[f"{which}_annotation"])
 
     def load_extras(self, record: PairRecord, src_size: tuple[int, int], trg_size: tuple[int, int]) -> dict:
-        out = {}
+        out: dict[str, Any] = {}
         for which, size, path in (("src", src_size, record.src_path), ("trg", trg_size, record.trg_path)):
             factors = self.resize.scale_factors(*image_size(path))
-            out[f"{which}_mask"] = polygon_mask(self.polygon(record, which), size, factors)
+            polygon = self.polygon(record, which)
+            out[f"{which}_mask"] = polygon_mask(polygon, size, factors)
+            if which == "src" and self.mask_transfer == "polygon":
+                vertices = torch.as_tensor(polygon, dtype=torch.float32) * torch.tensor(factors, dtype=torch.float32)
+                out.update(src_kps=vertices, trg_kps=torch.full_like(vertices, float("nan")), n_kps=len(vertices))
         return out
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {"mask_transfer": self.mask_transfer, "polygons": self.polygons, "margin_pruning": self.margin_pruning}

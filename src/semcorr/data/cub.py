@@ -31,15 +31,17 @@ There is no official pair list; pairs are built deterministically:
   whether 0- or 1-based is not documented by the release; invisible parts are stored as 0, 0).
 * category: the class folder name (``001.Black_footed_Albatross``).
 
-PCK threshold: ``"bbox"``, max(w, h) of the TARGET's box from ``bounding_boxes.txt``, scaled by the
-target's resize factors (as SPair-71k; choice: CUB has no established PCK protocol for pairs).
+PCK threshold (``threshold``): ``"bbox"`` (default), max(w, h) of the TARGET's box from
+``bounding_boxes.txt``, scaled by the target's resize factors (as SPair-71k; choice: CUB has no
+established PCK protocol for pairs); ``"img"``, max(H, W) of the target image.
 
 Masks (extras ``src_mask`` (Hs, Ws) bool and ``trg_mask`` (Ht, Wt) bool, when masks are on: ``masks``
 ``True``, or ``"auto"`` (default) and the ``segmentations/`` folder exists): the
 segmentation PNGs are soft (grey levels = fraction of annotators marking the pixel); they are read
 as values / 255, resized bilinearly (align_corners=False, like the images) to the resized image
 size and thresholded: foreground where the value is > ``mask_threshold`` (0.5: a majority of
-annotators). Mask transfer is scored as for Caltech-101 (:mod:`semcorr.metrics.masks`).
+annotators). Mask transfer is scored as Caltech-101's flow-warp protocol (``mask_transfer =
+"flow"``, :mod:`semcorr.metrics.masks`): the segmentations are no polygons to transfer.
 """
 
 from __future__ import annotations
@@ -140,9 +142,12 @@ class CUBDataset(PairDataset):
     """
 
     download_name = "cub"
-    threshold = "bbox"
+    thresholds = ("bbox", "img")
+    box_source = "the target's box of bounding_boxes.txt"
     requires_keypoints = True
     splits = ("test", "train")
+    #: how masks are transferred (:class:`semcorr.metrics.masks.MaskEvaluator`)
+    mask_transfer = "flow"
 
     def __init__(
         self,
@@ -184,8 +189,17 @@ class CUBDataset(PairDataset):
                 return folder
         return self.data_dir.parent / SEGMENTATIONS_DIR
 
+    @property
+    def evaluators(self) -> tuple[str, ...]:
+        """PCK, and mask transfer when the masks are loaded."""
+        return ("pck", "masks") if self.masks else ("pck",)
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {"masks": self.masks, "mask_threshold": self.mask_threshold, "mask_transfer": self.mask_transfer}
+
     def load_records(self) -> list[PairRecord]:
         base = self.data_dir
+        self.pair_source = f"drawn: {self.pairs_per_class} ordered pairs per class, seed {self.seed}"
         for name in TEXT_FILES:
             self.require(base / name)
         self.require(base / "parts" / "part_locs.txt")

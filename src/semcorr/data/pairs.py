@@ -52,7 +52,7 @@ class ImagePairsDataset(PairDataset):
     """
 
     download_name = None
-    threshold = "none"
+    thresholds = ("none",)
     requires_keypoints = False
     splits = ("test",)
 
@@ -66,6 +66,7 @@ class ImagePairsDataset(PairDataset):
             return self.csv_records(self.require(self.pairs_csv))
         if (self.root / CSV_NAME).is_file():
             return self.csv_records(self.root / CSV_NAME)
+        self.pair_source = "folder scan (<name>_A/_B files, two-image sub-folders)"
         records = self.folder_pairs(self.root, DEFAULT_CATEGORY, top=True)
         for sub in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             records += self.folder_pairs(sub, sub.name, top=False)
@@ -124,6 +125,7 @@ class ImagePairsDataset(PairDataset):
         return records
 
     def csv_records(self, csv_path: Path) -> list[PairRecord]:
+        self.pair_source = f"{csv_path.name} (pair list)"
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             rows = [[c.strip() for c in r] for r in csv.reader(f) if any(c.strip() for c in r)]
         if not rows:

@@ -32,8 +32,17 @@ image, the HPF convention); the annotation box becomes ``(W - x2, y1, W - x1, y2
 the mirrored keypoints; the images are mirrored in ``__getitem__`` (mirroring commutes exactly
 with the bilinear resize, ``align_corners=False``). Samples carry ``flip`` (int).
 
-PCK threshold: ``"image"``, max(H, W) of the resized target image (the HPF protocol). Pass
-``threshold="bbox"`` for max(w, h) of the target's annotation box (read from the ``.mat``).
+PCK threshold (``threshold``, HPF's ``--thres``): ``"img"`` (default), max(H, W) of the target
+image (the CNNGeometric / HPF evaluation protocol); ``"bbox"``, max(w, h) of the target's
+annotation box (read from the ``.mat``; what HPF's layer search scores with).
+
+Train/test leakage: 95 of the 299 standard test pairs are, as ordered pairs, also rows of
+``train_pairs.csv``, and 302 of the 506 test images appear in training pairs (mirrored or not).
+The standard split is kept; when the training list is found next to the split's list, every pair
+of the ``test`` and ``val`` splits carries ``clean`` (True when neither of its images occurs in
+any training pair; 79 of the 299 test pairs), reported as ``pck@A/clean``, the overlap is
+recorded in the protocol (``options.leakage``), and a method trained on PF-PASCAL ``train``
+(``trained_on``) gets a warning.
 
 Ambiguities of the release and what this module does:
 - keypoints of the test list: taken from the CSV (``keypoints="auto"``), which is the published
@@ -94,6 +103,21 @@ def read_mat(path: Path, key: str) -> np.ndarray:
         raise AnnotationError(f"Variable {key!r} of {path} is not numeric. Replace the file.") from exc
 
 
+def read_pair_list(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header fields and rows of a PF-PASCAL pair CSV, checked for its required columns."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        fields = [c.strip() for c in (reader.fieldnames or [])]
+        rows = list(reader)
+    missing = {"source_image", "target_image", "class"} - set(fields)
+    if missing:
+        raise AnnotationError(
+            f"{path}: missing column(s) {sorted(missing)}; expected a header "
+            "source_image,target_image,class and XA,YA,XB,YB or flip."
+        )
+    return fields, rows
+
+
 def parse_coords(text: str, where: str) -> np.ndarray:
     """Parse a ``;``-separated list of numbers, e.g. ``"253.6;234.3"`` -> (2,) float64."""
     try:
@@ -138,13 +162,13 @@ class PFPascalDataset(PairDataset):
         pairs_csv: pair list to read instead of the one found under ``root``.
         keypoints: ``"auto"`` (CSV keypoints when the CSV has them, else the ``.mat`` files),
             ``"csv"`` or ``"mat"``.
-        threshold: ``"image"`` (default, max(H, W) of the target) or ``"bbox"``.
         **kwargs: the :class:`~semcorr.data.base.PairDataset` arguments (name, max_side, size,
-            upscale, convert_images, max_pairs, categories).
+            upscale, convert_images, threshold (``"img"`` or ``"bbox"``), categories, subsets).
     """
 
     download_name = "pfpascal"
-    threshold = "image"
+    thresholds = ("img", "bbox")
+    box_source = "the bbox of the target's annotation .mat"
     requires_keypoints = True
     splits = ("test", "val", "train")
 
@@ -154,15 +178,13 @@ class PFPascalDataset(PairDataset):
         split: str = "test",
         pairs_csv: str | Path | None = None,
         keypoints: str = "auto",
-        threshold: str | None = None,
         **kwargs: Any,
     ) -> None:
         if keypoints not in ("auto", "csv", "mat"):
             raise ConfigError(f"PFPascalDataset: keypoints must be 'auto', 'csv' or 'mat', got {keypoints!r}")
-        if threshold is not None:
-            if threshold not in ("image", "bbox"):
-                raise ConfigError(f"PFPascalDataset: threshold must be 'image' or 'bbox', got {threshold!r}")
-            self.threshold = threshold
+        self.train_images: set[str] = set()
+        self.train_pairs: set[tuple[str, str]] = set()
+        self.train_list: Path | None = None
         self.pairs_csv = Path(pairs_csv).expanduser() if pairs_csv else None
         self.keypoints_from = keypoints
         self._mat_cache: dict[tuple[Path, str], np.ndarray] = {}
@@ -179,17 +201,25 @@ class PFPascalDataset(PairDataset):
             return self.root
         return inner
 
-    def find_csv(self) -> Path:
-        """The pair list of this split (see the module docstring for the search order)."""
-        if self.pairs_csv is not None:
-            return self.require(self.pairs_csv)
+    def standard_csv(self, split: str) -> tuple[Path | None, list[Path]]:
+        """The standard pair list of ``split`` found under ``root`` (None if none) and the
+        paths tried (see the module docstring for the search order)."""
         tried = []
         for folder in (self.root, self.root / IMAGE_DIR):
-            for alias in _CSV_ALIASES[self.split]:
+            for alias in _CSV_ALIASES[split]:
                 for name in (f"{alias}_pairs.csv", f"{alias}_pairs_pf_pascal.csv"):
                     tried.append(folder / name)
                     if tried[-1].is_file():
-                        return tried[-1]
+                        return tried[-1], tried
+        return None, tried
+
+    def find_csv(self) -> Path:
+        """The pair list of this split (``pairs_csv``, or the standard one under ``root``)."""
+        if self.pairs_csv is not None:
+            return self.require(self.pairs_csv)
+        found, tried = self.standard_csv(self.split)
+        if found is not None:
+            return found
         raise DatasetNotFoundError(
             self.missing_message(self.root / f"{self.split}_pairs.csv")
             + f" (also looked for: {', '.join(str(p.relative_to(self.root)) for p in tried[1:])};"
@@ -213,16 +243,10 @@ class PFPascalDataset(PairDataset):
         if not (data_dir / "JPEGImages").is_dir():
             raise DatasetNotFoundError(self.missing_message(self.root / IMAGE_DIR / "JPEGImages"))
         csv_path = self.find_csv()
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = [c.strip() for c in (reader.fieldnames or [])]
-            rows = list(reader)
-        missing = {"source_image", "target_image", "class"} - set(fields)
-        if missing:
-            raise AnnotationError(
-                f"{csv_path}: missing column(s) {sorted(missing)}; expected a header "
-                "source_image,target_image,class and XA,YA,XB,YB or flip."
-            )
+        self.pair_source = csv_path.name
+        fields, rows = read_pair_list(csv_path)
+        if self.split != "train":
+            self.read_training_list()
         has_kps = {"XA", "YA", "XB", "YB"} <= set(fields)
         if self.keypoints_from == "csv" and not has_kps:
             raise ConfigError(f"{csv_path} has no XA,YA,XB,YB columns; use dataset.keypoints=mat or auto.")
@@ -278,12 +302,72 @@ class PFPascalDataset(PairDataset):
                     src_kps=src_kps,
                     trg_kps=trg_kps,
                     trg_bbox=trg_bbox,
-                    extra={"flip": flip, "csv_line": line},
+                    extra={"flip": flip, "csv_line": line, **self.leakage_flags(src_path.name, trg_path.name)},
                     annotations=annotations,
                 )
             )
         self._mat_cache.clear()
         return records
+
+    # -- train/test leakage ---------------------------------------------------------------
+    def read_training_list(self) -> None:
+        """Read the standard training list under ``root`` (if there is one) into
+        :attr:`train_images` / :attr:`train_pairs` and flag the pairs ``clean``."""
+        found, _ = self.standard_csv("train")
+        if found is None:
+            return
+        _, rows = read_pair_list(found)
+        pairs = [(Path(r["source_image"].strip()).name, Path(r["target_image"].strip()).name) for r in rows]
+        self.train_list = found
+        self.train_pairs = set(pairs)
+        self.train_images = {name for pair in pairs for name in pair}
+        self.subset_flags = ("clean",)
+
+    def leakage_flags(self, src_name: str, trg_name: str) -> dict[str, bool]:
+        """``{"clean": ...}`` for a pair when the training list was read, else ``{}``."""
+        if self.train_list is None:
+            return {}
+        return {"clean": src_name not in self.train_images and trg_name not in self.train_images}
+
+    def leakage_counts(self) -> dict[str, Any] | None:
+        """Overlap of these pairs with the training list (None when it was not read): pairs that
+        are training rows (same ordered pair), images that occur in training pairs, clean pairs."""
+        if self.train_list is None:
+            return None
+        names = [(r.src_path.name, r.trg_path.name) for r in self.records]
+        images = {n for pair in names for n in pair}
+        return {
+            "train_list": self.train_list.name,
+            "pairs_in_train": sum(pair in self.train_pairs for pair in names),
+            "images_in_train": len(images & self.train_images),
+            "images": len(images),
+            "clean_pairs": sum(bool(r.extra["clean"]) for r in self.records),
+        }
+
+    def leakage(self, trained_on: list[str]) -> str | None:
+        """A warning when the method was trained on PF-PASCAL ``train`` and these are its test or
+        validation pairs."""
+        counts = self.leakage_counts()
+        if counts is None or not any(t.split("/")[0] == "pfpascal" and t.endswith("/train") for t in trained_on):
+            return None
+        return (
+            f"the method was trained on PF-PASCAL train, and {counts['pairs_in_train']} of these {len(self.records)} "
+            f"{self.split} pairs are training pairs and {counts['images_in_train']} of their {counts['images']} images "
+            f"occur in training pairs: compare pck@A/clean ({counts['clean_pairs']} pairs whose images never occur "
+            "in training), not pck@A alone."
+        )
+
+    # -- the protocol -----------------------------------------------------------------------
+    def pair_key(self, record: PairRecord) -> str:
+        """:meth:`PairDataset.pair_key` plus `` flip`` for mirrored pairs."""
+        return super().pair_key(record) + (" flip" if record.extra.get("flip") else "")
+
+    def flips(self) -> str:
+        mirrored = sum(bool(r.extra.get("flip")) for r in self.records)
+        return f"{mirrored} of {len(self.records)} pairs mirrored (flip column)" if mirrored else "none"
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {"keypoints": self.keypoints_from, "leakage": self.leakage_counts()}
 
     def mat_keypoints(self, category: str, src: Path, trg: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints of a pair from its two ``.mat`` files, keeping rows visible in both."""

@@ -6,21 +6,27 @@ the official ``PF-dataset.zip`` unpacks to ``PF-dataset/``, whose content is ``R
     ROOT/
       <subclass>/<image>.png       e.g. ``car(G)/Cars_006a.png``
       <subclass>/<image>.mat       ``pts_coord``: (2, 10) float, row 0 = x, row 1 = y (pixels)
+      test_pairs.csv               optional pair list (HPF's release of PF-WILLOW)
       test_pairs_pf.csv            optional pair list (CNNGeometric release)
 
 A ``ROOT`` that holds ``PF-dataset/`` is read through it. Pairs: every ordered pair of distinct
 images inside one sub-class (10 x 9 = 90 per sub-class, 900 in all), sub-classes and images in
 sorted order; the category is the sub-class name (e.g. ``car(G)``).
 
-The CSV form (``test_pairs_pf.csv`` of CNNGeometric / WeakAlign, also read by HPF): columns
-``imageA, imageB`` then 20 source values ``XA1..XA10, YA1..YA10`` and 20 target values
-``XB1..XB10, YB1..YB10`` (read by position, as the reference code does); image paths are
-``PF-dataset/<subclass>/<image>.png``, resolved against ``ROOT`` with or without the leading
-``PF-dataset/``. It is used when ``pairs_csv=FILE`` is given, or when ``source="auto"`` (the
-default) and ``ROOT/test_pairs_pf.csv`` exists; ``source="folder"`` ignores any CSV.
+The CSV form (HPF's ``test_pairs.csv``, the ``test_pairs_pf.csv`` of CNNGeometric / WeakAlign
+in the same format): columns ``imageA, imageB`` then 20 source values ``XA1..XA10, YA1..YA10``
+and 20 target values ``XB1..XB10, YB1..YB10`` (read by position, as the reference code does);
+image paths are ``PF-dataset/<subclass>/<image>.png``, resolved against ``ROOT`` with or without
+the leading ``PF-dataset/``. It is used when ``pairs_csv=FILE`` is given, or when
+``source="auto"`` (the default) and the folder has one of :data:`CSV_NAMES` (HPF's first: the
+reference evaluates the pairs of its ``test_pairs.csv``); ``source="folder"`` ignores any CSV.
+Which one was read is recorded in the protocol (``pairs``).
 
-PCK threshold: ``"kps"``, max(w, h) of the box spanned by the target keypoints, in resized
-target pixels (HPF's ``bbox`` level for PF-WILLOW).
+PCK threshold (``threshold``, HPF's ``--thres``): ``"bbox"`` (default), max(w, h) of the box
+spanned by the TARGET's keypoints (PF-WILLOW has no annotated box; this is what HPF's PF-WILLOW
+loader computes for ``--thres bbox``), from that pair's own keypoints, never from a padded batch;
+``"img"``, max(H, W) of the target image. Both in resized target pixels (or original ones, see
+:mod:`semcorr.data.thresholds`).
 
 Ambiguities: the release does not say whether coordinates are 0- or 1-based; they are used as
 stored. The order of the 900 pairs is not part of the release; the folder order is the
@@ -37,6 +43,7 @@ import numpy as np
 
 from semcorr.data.base import PairDataset, PairRecord
 from semcorr.data.pfpascal import read_mat
+from semcorr.data.thresholds import keypoint_box
 from semcorr.errors import AnnotationError, ConfigError, DatasetNotFoundError
 
 #: The 10 sub-classes of the full release.
@@ -44,7 +51,10 @@ SUBCLASSES = (
     "car(G)", "car(M)", "car(S)", "duck(S)", "motorbike(G)", "motorbike(M)", "motorbike(S)",
     "winebottle(M)", "winebottle(wC)", "winebottle(woC)",
 )
-CSV_NAME = "test_pairs_pf.csv"
+#: Pair lists looked for in the folder, in this order (HPF's, then CNNGeometric's).
+CSV_NAMES = ("test_pairs.csv", "test_pairs_pf.csv")
+#: ``pair_source`` of the folder scan.
+FOLDER_PAIRS = "all ordered pairs of distinct images within a sub-class (folder scan)"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
 
@@ -62,13 +72,16 @@ class PFWillowDataset(PairDataset):
     Args:
         root: folder holding the sub-class folders (or ``PF-dataset/``).
         split: ``"test"`` (the only split).
-        pairs_csv: a ``test_pairs_pf.csv``-style list to read instead of scanning folders.
-        source: ``"auto"`` (CSV at ``root`` if present, else folders), ``"folder"`` or ``"csv"``.
-        **kwargs: the :class:`~semcorr.data.base.PairDataset` arguments.
+        pairs_csv: a ``test_pairs.csv``-style list to read instead of scanning folders.
+        source: ``"auto"`` (a CSV of :data:`CSV_NAMES` at ``root`` if present, else folders),
+            ``"folder"`` or ``"csv"``.
+        **kwargs: the :class:`~semcorr.data.base.PairDataset` arguments (threshold ``"bbox"``
+            or ``"img"``).
     """
 
     download_name = "pfwillow"
-    threshold = "kps"
+    thresholds = ("bbox", "img")
+    box_source = "the box spanned by the target keypoints (PF-WILLOW has no annotated box)"
     requires_keypoints = True
     splits = ("test",)
 
@@ -100,19 +113,24 @@ class PFWillowDataset(PairDataset):
             return self.folder_records()
         csv_path = self.pairs_csv
         if csv_path is None:
-            for folder in (self.data_dir, self.root):
-                if (folder / CSV_NAME).is_file():
-                    csv_path = folder / CSV_NAME
-                    break
+            found = [folder / name for name in CSV_NAMES for folder in (self.data_dir, self.root) if (folder / name).is_file()]
+            csv_path = found[0] if found else None
         if csv_path is None:
             if self.source == "csv":
-                raise DatasetNotFoundError(self.missing_message(self.root / CSV_NAME) + " (or pass dataset.pairs_csv=FILE)")
+                raise DatasetNotFoundError(
+                    self.missing_message(self.root / CSV_NAMES[0]) + f" (nor {CSV_NAMES[1]}; or pass dataset.pairs_csv=FILE)"
+                )
             return self.folder_records()
         return self.csv_records(self.require(csv_path))
+
+    def target_box(self, record: PairRecord) -> np.ndarray:
+        """The box spanned by the target's keypoints (original pixels), PF-WILLOW's ``bbox``."""
+        return keypoint_box(record.trg_kps)
 
     # -- official folder layout -----------------------------------------------------------
     def folder_records(self) -> list[PairRecord]:
         data_dir = self.data_dir
+        self.pair_source = FOLDER_PAIRS
         records = []
         folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
         for folder in folders:
@@ -167,6 +185,7 @@ class PFWillowDataset(PairDataset):
         )
 
     def csv_records(self, csv_path: Path) -> list[PairRecord]:
+        self.pair_source = f"{csv_path.name} (pair list)"
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
         if rows and not _is_number(rows[0][2] if len(rows[0]) > 2 else ""):

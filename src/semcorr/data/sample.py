@@ -33,7 +33,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -88,7 +88,8 @@ class SampleDataset(PairDataset):
     Args:
         root: cache folder (created; default in the configs ``${paths.data_dir}/sample``).
         split: ``"test"``, ``"val"`` or ``"train"`` (same photos, different warps).
-        name / max_side / size / upscale / convert_images / max_pairs / categories: see
+        name / max_side / size / upscale / convert_images / categories / pairs_per_category /
+            max_pairs / subset_seed: see
             :class:`semcorr.data.base.PairDataset`.
         seed: seed of the warps.
         photos: which bundled photos (default all of :data:`SHIPPED_PHOTOS`).
@@ -101,7 +102,7 @@ class SampleDataset(PairDataset):
             :class:`semcorr.data.warps.WarpRanges`.
     """
 
-    threshold: ClassVar[str] = "image"
+    thresholds: ClassVar[tuple[str, ...]] = ("img",)
     splits: ClassVar[tuple[str, ...]] = ("test", "val", "train")
 
     def __init__(
@@ -113,8 +114,10 @@ class SampleDataset(PairDataset):
         size: tuple[int, int] | None = None,
         upscale: bool = False,
         convert_images: bool = True,
-        max_pairs: int | None = None,
         categories: list[str] | None = None,
+        pairs_per_category: int | None = None,
+        max_pairs: int | None = None,
+        subset_seed: int = 0,
         seed: int = 0,
         photos: list[str] | tuple[str, ...] | None = None,
         photo_side: int | None = 300,
@@ -153,8 +156,10 @@ class SampleDataset(PairDataset):
             size=tuple(size) if size is not None else None,
             upscale=upscale,
             convert_images=convert_images,
-            max_pairs=max_pairs,
             categories=categories,
+            pairs_per_category=pairs_per_category,
+            max_pairs=max_pairs,
+            subset_seed=subset_seed,
         )
 
     # -- the cache ----------------------------------------------------------------------------
@@ -254,8 +259,12 @@ class SampleDataset(PairDataset):
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def protocol_options(self) -> dict[str, Any]:
+        return self.generation_params()
+
     def load_records(self) -> list[PairRecord]:
         folder = self.cache_dir
+        self.pair_source = f"bundled photos, {self.pairs_per_photo} random warps each (seed {self.seed})"
         if not (folder / "pairs.json").is_file():
             self.build(folder)
         data = json.loads((folder / "pairs.json").read_text())

@@ -16,8 +16,9 @@ pixels, matched by position), ``src_bndbox`` / ``trg_bndbox`` ([x1, y1, x2, y2])
 and the difficulty levels ``viewpoint_variation`` (0-2), ``scale_variation`` (0-2),
 ``truncation`` (0-3), ``occlusion`` (0-3) that the paper's Table 6 breaks results down by.
 
-PCK threshold: ``"bbox"``, max(w, h) of ``trg_bndbox`` with w = x2 - x1, h = y2 - y1, each
-scaled by the target's resize factor (the HPF / SPair protocol).
+PCK threshold (``threshold``, HPF's ``--thres``): ``"bbox"`` (default), max(w, h) of
+``trg_bndbox`` with w = x2 - x1, h = y2 - y1, each scaled by the target's resize factor (the HPF /
+SPair protocol); ``"img"``, max(H, W) of the target image.
 
 Samples carry the four difficulty fields (ints, :attr:`SPairDataset.group_fields`) and
 ``mirror`` (int, the release's ``mirror`` flag passed through as stored; nothing is flipped).
@@ -50,11 +51,13 @@ class SPairDataset(PairDataset):
         root: the ``SPair-71k`` folder.
         split: ``"test"``, ``"val"`` or ``"train"`` (``"trn"`` also accepted).
         layout: ``"large"`` (the benchmark lists) or ``"small"``.
-        **kwargs: the :class:`~semcorr.data.base.PairDataset` arguments.
+        **kwargs: the :class:`~semcorr.data.base.PairDataset` arguments (threshold ``"bbox"``
+            or ``"img"``).
     """
 
     download_name = "spair"
-    threshold = "bbox"
+    thresholds = ("bbox", "img")
+    box_source = "trg_bndbox of the pair annotation"
     requires_keypoints = True
     group_fields = GROUP_FIELDS
     splits = ("test", "val", "train", "trn")
@@ -73,6 +76,7 @@ class SPairDataset(PairDataset):
 
     def load_records(self) -> list[PairRecord]:
         layout_file = self.require(self.root / "Layout" / self.layout / f"{self.split_dir}.txt")
+        self.pair_source = f"Layout/{self.layout}/{self.split_dir}.txt"
         ann_dir = self.root / "PairAnnotation" / self.split_dir
         if not ann_dir.is_dir():
             raise DatasetNotFoundError(self.missing_message(ann_dir))
@@ -125,6 +129,9 @@ class SPairDataset(PairDataset):
                 "annotation": path,
             },
         )
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {"layout": self.layout}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = super().__getitem__(index)

@@ -12,7 +12,7 @@ not kept, so batches stack; with ``size=None`` the usual ``max_side`` rule appli
 the source rendered through a random :class:`semcorr.data.warps.Warp` at the same size.
 
 The warp of a pair is drawn from ``make_generator(seed, pair_id)``: it depends only on the seed and
-the pair's name, not on its position, so filtering (``categories``, ``max_pairs``) or the split
+the pair's name, not on its position, so filtering (``categories``, subsets) or the split
 does not change it, and worker processes agree.
 
 Splits: an image belongs to ``test`` / ``val`` / ``train`` by a hash of its relative path
@@ -41,7 +41,8 @@ flow_threshold float             T of the flow-accuracy rule in ORIGINAL target 
   of the target that samples the source, sources from the sampling map (exact by construction, see
   :mod:`semcorr.data.warps`). ``n_kps=0`` gives pairs without keypoints (SAM-Net stage 1; the PCK
   threshold is then NaN).
-* ``pck_threshold``: max(H, W) of the target (``threshold = "image"``).
+* ``pck_threshold``: max(H, W) of the target (``threshold = "img"``); ``pck_threshold_original``:
+  max(H0, W0) of the original image.
 * ``category``: the name of the image's folder, ``"synthetic"`` for images directly in ``root``.
 * ``src_path``: the image file. ``trg_path``: ``<image file>#warp<k>``, a unique NAME (no such
   file exists; the target lives only in memory), so that methods caching per-image work by path
@@ -61,6 +62,7 @@ import torch
 
 from semcorr.data.base import PairDataset, PairRecord
 from semcorr.data.images import load_image
+from semcorr.data.thresholds import pck_threshold
 from semcorr.data.transforms import resize_image
 from semcorr.data.warps import Warp, WarpRanges, make_generator, sample_warp
 from semcorr.errors import ConfigError
@@ -92,7 +94,8 @@ class SyntheticPairsDataset(PairDataset):
     Args:
         root: folder of images (searched recursively).
         split: ``"train"``, ``"val"``, ``"test"`` (hash split of the images) or ``"all"``.
-        name / max_side / upscale / convert_images / max_pairs / categories: see
+        name / max_side / upscale / convert_images / categories / pairs_per_category / max_pairs /
+            subset_seed: see
             :class:`semcorr.data.base.PairDataset`.
         size: (H, W) of both images; default (240, 240). None: ``max_side`` resize (sizes vary).
         seed: seed of the warps (with the pair name).
@@ -107,7 +110,7 @@ class SyntheticPairsDataset(PairDataset):
         flow_alpha: ``flow_threshold = flow_alpha * max(H0, W0)`` (original pixels).
     """
 
-    threshold: ClassVar[str] = "image"
+    thresholds: ClassVar[tuple[str, ...]] = ("img",)
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test", "all")
 
     def __init__(
@@ -119,8 +122,10 @@ class SyntheticPairsDataset(PairDataset):
         size: tuple[int, int] | None = (240, 240),
         upscale: bool = False,
         convert_images: bool = True,
-        max_pairs: int | None = None,
         categories: list[str] | None = None,
+        pairs_per_category: int | None = None,
+        max_pairs: int | None = None,
+        subset_seed: int = 0,
         seed: int = 0,
         pairs_per_image: int = 1,
         n_kps: int = 20,
@@ -170,8 +175,10 @@ class SyntheticPairsDataset(PairDataset):
             size=tuple(size) if size is not None else None,
             upscale=upscale,
             convert_images=convert_images,
-            max_pairs=max_pairs,
             categories=categories,
+            pairs_per_category=pairs_per_category,
+            max_pairs=max_pairs,
+            subset_seed=subset_seed,
         )
 
     # -- records ------------------------------------------------------------------------------
@@ -184,7 +191,23 @@ class SyntheticPairsDataset(PairDataset):
             return "val"
         return "train"
 
+    @property
+    def evaluators(self) -> tuple[str, ...]:
+        """PCK when the pairs have keypoints, flow accuracy when they have the flow."""
+        return ("pck",) * (self.n_kps > 0) + ("flow",) * self.with_flow
+
+    def image_hw(self, path: Path) -> tuple[int, int]:
+        """(H, W) of an image; a target's ``<file>#warp<k>`` name has its source's size."""
+        return super().image_hw(Path(str(path).split("#warp")[0]))
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "pairs_per_image": self.pairs_per_image, "n_kps": self.n_kps, "kp_margin": self.kp_margin,
+            "ranges": vars(self.ranges), "flow_alpha": self.flow_alpha if self.with_flow else None,
+        }
+
     def load_records(self) -> list[PairRecord]:
+        self.pair_source = f"every image under the root ({self.split} split), {self.pairs_per_image} random warp(s) each"
         records = []
         for path in find_images(self.root):
             rel = path.relative_to(self.root).as_posix()
@@ -232,7 +255,8 @@ class SyntheticPairsDataset(PairDataset):
             "src_kps": src_kps,
             "trg_kps": trg_kps,
             "n_kps": len(src_kps),
-            "pck_threshold": float(max(size)) if len(src_kps) else math.nan,
+            "pck_threshold": pck_threshold(self.threshold, size, None) if len(src_kps) else math.nan,
+            "pck_threshold_original": pck_threshold(self.threshold, hw, None) if len(src_kps) else math.nan,
             "category": record.category,
             "category_id": self.categories.index(record.category),
             "pair_id": record.pair_id,

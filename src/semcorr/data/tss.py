@@ -192,10 +192,12 @@ class TSSDataset(PairDataset):
     """
 
     download_name = "tss"
-    threshold = "none"
+    thresholds = ("none",)
     requires_keypoints = False
     group_fields = ("flip",)
     splits = ("test",)
+    evaluators = ("flow",)
+    pair_source = "every pair folder of the subsets, in both directions"
 
     def __init__(
         self,
@@ -295,6 +297,15 @@ class TSSDataset(PairDataset):
             sample["trg_mask"] = sample["trg_mask"].flip(-1)
             sample["flow"] = mirror_flow_target(sample["flow"], width)
         return sample
+
+    def flips(self) -> str:
+        if not self.flip_target:
+            return "none"
+        mirrored = sum(bool(r.groups["flip"]) for r in self.records)
+        return f"flip_target: the targets of the {mirrored} pairs with flip_gt = 1 mirrored (oracle flip)"
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {"flow_alpha": self.alpha}
 
     def load_original(self, index: int) -> dict[str, Any]:
         """Ground truth of pair ``index`` at the ORIGINAL resolution (the kit's evaluation grid).

@@ -1,13 +1,15 @@
 """The evaluation run behind ``python evaluate.py``: config in, metrics and files out.
 
 Steps: check the config against its schemas (:mod:`semcorr.config`: one line per wrong value,
-before any work); seed; build the dataset, DataModule, method and trainer from the Hydra config;
-log the config to the logger; run ``Trainer.test`` (running PCK to the logger every
-``log_every_n_pairs`` pairs); print the results table; write ``metrics.json``,
-``predictions.pt``/``.csv`` (and the composed config, written first) into the run directory;
-make the ``pictures=worst`` pictures; send the final metrics, the per-pair and per-subset tables
-and the captioned pictures to the logger (W&B offline by default, runs grouped by dataset and
-named ``<method>-<dataset>`` from the configs' ``name``); print a summary of the files.
+before any work); seed; build the dataset, its metric families (:mod:`semcorr.metrics.evaluators`),
+the DataModule, method and trainer from the Hydra config; record the protocol
+(:mod:`semcorr.protocol`); log the config (with the protocol record) to the logger; run
+``Trainer.test`` (running PCK to the logger every ``log_every_n_pairs`` pairs); print the results
+table and the protocol; write ``metrics.json`` (with the ``protocol`` record),
+``predictions.pt``/``.csv`` (and the composed config, written first) into the run directory; make
+the ``pictures=worst`` pictures; send the final metrics, the per-pair and per-subset tables and the
+captioned pictures to the logger (W&B offline by default, runs grouped by dataset and named
+``<method>-<dataset>`` from the configs' ``name``); print a summary of the files.
 
 Distributed (``trainer=ddp trainer.devices=N [trainer.num_nodes=M]``): each process evaluates its
 own shard of the pairs (no pair twice, see :mod:`semcorr.lit.evaluation`); the metrics are synced
@@ -57,6 +59,8 @@ from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
 from semcorr.lit.journal import EvaluationJournal, JournalCallback
 from semcorr.lit.loggers import RunningMetrics, log_pictures, log_tables, wandb_run_id
 from semcorr.methods.base import Matcher
+from semcorr.metrics.evaluators import build_evaluators
+from semcorr.protocol import describe, run_record
 from semcorr.results import print_results, unanswered_keypoints, write_metrics, write_predictions
 from semcorr.viz.pictures import PictureWriter
 
@@ -222,10 +226,13 @@ def test_on_every_process(trainer: pl.Trainer, module: EvaluationModule, datamod
         module.on_test_epoch_end()
 
 
-def picture_pass(trainer: pl.Trainer, cfg: DictConfig, dataset: Any, method: Matcher, writer: PictureWriter) -> None:
+def picture_pass(
+    trainer: pl.Trainer, cfg: DictConfig, dataset: Any, method: Matcher, evaluators: Any, writer: PictureWriter
+) -> None:
     """Evaluate again the pairs of ``writer.indices`` only, for their pictures (every process: the
-    pairs are sharded as in the main pass; metrics of this pass are discarded)."""
-    module = EvaluationModule(method, dataset.categories, dataset.group_fields, cfg.alphas, on_pair=writer)
+    pairs are sharded as in the main pass); ``evaluators`` are fresh ones (this pass's metrics are
+    discarded)."""
+    module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas), on_pair=writer)
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     datamodule.exclude = set(range(len(dataset))) - set(writer.indices)
     test_on_every_process(trainer, module, datamodule)
@@ -257,26 +264,26 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
 
     dataset = instantiate(cfg.dataset)
     worst = cfg.get("pictures", "first") == "worst"
-    if worst and dataset.threshold == "none":
-        raise ConfigError(f"pictures=worst picks the pairs of lowest PCK, and {names['dataset']} has no keypoints: "
-                          "use save_pictures=true pictures=first")
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     method = method if method is not None else build_method(cfg.method)
+    resolution = str(OmegaConf.select(cfg, "metrics.resolution", default="resized"))
+    evaluators = build_evaluators(dataset, cfg.alphas, resolution)
+    if worst and "pck" not in evaluators:
+        raise ConfigError(f"pictures=worst picks the pairs of lowest PCK, and {names['dataset']} has no keypoints: "
+                          "use save_pictures=true pictures=first")
+    weights, trained_on = OmegaConf.select(cfg, "backbone.net.weights", default=None), cfg.get("trained_on")
+    protocol = run_record(
+        dataset, method, list(evaluators), cfg.alphas, resolution, names["method"],
+        weights=str(weights) if weights is not None else None, trained_on=list(trained_on) if trained_on is not None else None,
+    )
     folder = run_dir / "pictures"
     first = PictureWriter(folder, range(cfg.max_pictures), cfg.alphas, method) if cfg.save_pictures and not worst else None
     every = int(cfg.get("resume_every", 0) or 0)
     journal = EvaluationJournal(run_dir / "partial", cfg, every) if every > 0 else None
-    module = EvaluationModule(
-        method,
-        categories=dataset.categories,
-        group_fields=dataset.group_fields,
-        alphas=cfg.alphas,
-        on_pair=first,
-        journal=journal,
-    )
+    module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas), on_pair=first, journal=journal)
     logger = build_logger(cfg, run_dir, resume=journal is not None and journal.exists())
     if logger is not None:  # at the start: an interrupted run has its config too
-        logger.log_hyperparams(config_dict(cfg))
+        logger.log_hyperparams({**config_dict(cfg), "protocol": protocol})
     callbacks: list[Callback] = [RunningMetrics(module, int(cfg.get("log_every_n_pairs", 0) or 0))]
     keep = JournalCallback(module, journal) if journal is not None else None
     if keep is not None:
@@ -294,7 +301,7 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     test_on_every_process(trainer, module, datamodule)
 
     # synced in the test loop's epoch end: identical on every process
-    metrics = {**names, **module.results()}
+    metrics = {**names, **module.results(), "protocol": protocol}
     kept = f"{journal_note(journal, len(dataset))}: once they can be written, run `{command}` to write them without evaluating again"
     failure: OutputError | None = None
     if trainer.is_global_zero:
@@ -302,6 +309,7 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
         if trainer.world_size > 1:
             title += f", {trainer.world_size} processes"
         print_results(metrics, title)  # before anything is written: the numbers survive a failing disk
+        Console().print(f"Protocol: {describe(protocol)}", highlight=False, soft_wrap=True, markup=False)
         try:
             with writing("metrics.json and the predictions", run_dir, kept):
                 write_metrics(run_dir, metrics)
@@ -314,7 +322,8 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
         chosen = trainer.strategy.broadcast(chosen, src=0)
         if chosen:
             with writing("the pictures", run_dir, kept):
-                picture_pass(trainer, cfg, dataset, method, PictureWriter(folder, set(chosen), cfg.alphas, method))
+                writer = PictureWriter(folder, set(chosen), cfg.alphas, method)
+                picture_pass(trainer, cfg, dataset, method, build_evaluators(dataset, cfg.alphas, resolution), writer)
     if not trainer.is_global_zero:
         return metrics
     if failure is not None:

@@ -1,10 +1,11 @@
 """One LightningModule that evaluates any method on any dataset of the loop.
 
 ``test_step`` calls the method once per batch through the :class:`semcorr.methods.base.Matcher`
-interface, asking for what the batch needs (:func:`dense_request`): keypoint transfer (PCK), plus
-the dense source->target flow when the batch has a ground-truth ``flow`` (TSS flow accuracy), or
-the dense target->source flow when it has masks (mask transfer: LT-ACC and IoU). Metric states are
-torchmetrics, so they reduce across processes.
+interface, asking for what the dataset's metric families need (:mod:`semcorr.metrics.evaluators`,
+:func:`~semcorr.metrics.evaluators.dense_request`): the transferred query points (PCK, the polygon
+mask transfer), plus the dense source -> target flow for TSS flow accuracy or the dense target ->
+source flow for the flow mask transfer, and hands the output to every family. Metric states are
+torchmetrics inside the families, so they reduce across processes.
 
 Distributed runs (``trainer=ddp``): :class:`~semcorr.data.datamodule.PairDataModule` gives each process the pairs
 ``rank, rank + W, rank + 2W, ...`` through :class:`~semcorr.data.datamodule.ShardSampler`, which -- unlike the
@@ -23,24 +24,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch import nn
-from torchmetrics import Metric
 
 from semcorr.lit.journal import EvaluationJournal, restore_metrics
 from semcorr.methods.base import Matcher, MatchOutput
-from semcorr.metrics.flow import FlowAccuracy
-from semcorr.metrics.masks import MaskTransfer
-from semcorr.metrics.pck import GroupedMean, pck_per_pair
-from semcorr.metrics.warping import warp_mask
-
-#: Upper bound on the number of levels of a grouping field (SPair-71k difficulty fields).
-MAX_GROUP_LEVELS = 8
+from semcorr.metrics.evaluators import dense_request
+from semcorr.metrics.pck import GroupedMean
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +62,6 @@ def gather_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [unique[i] for i in sorted(unique)]
 
 
-def dense_request(batch: dict[str, Any]) -> str | None:
-    """The ``dense`` argument of the method call a batch needs: ``"forward"`` for dense flow ground
-    truth (TSS), ``"backward"`` for mask transfer (source and target masks, no flow), else None."""
-    if "flow" in batch:
-        return "forward"
-    if "src_mask" in batch and "trg_mask" in batch:
-        return "backward"
-    return None
-
-
 def sparse_matches(output: MatchOutput, i: int, src_scale: torch.Tensor, trg_scale: torch.Tensor) -> dict[str, torch.Tensor]:
     """Pair ``i``'s sparse matches of a method (``extras`` ``sparse_src``/``sparse_trg``/``sparse_score``)
     in ORIGINAL image pixels, NaN rows dropped; empty when the method returns none."""
@@ -90,49 +75,34 @@ def sparse_matches(output: MatchOutput, i: int, src_scale: torch.Tensor, trg_sca
     return out
 
 
-def as_reported(key: str, value: float) -> float:
-    """Accuracies (fractions) are reported in percent; counts and LOC-ERR as they are."""
-    return value if key.endswith("_pairs") or key.startswith("loc_err") else 100.0 * value
-
-
 class EvaluationModule(pl.LightningModule):
-    """Runs a method over test pairs and accumulates the metrics that the batches allow.
-
-    Metrics per batch content: keypoints -> PCK (``pck@A``, per category and group field);
-    ``flow`` -> TSS flow accuracy (``flow_acc`` in %, per category); ``src_mask`` and
-    ``trg_mask`` without ``flow`` -> mask transfer (``lt_acc``, ``iou`` in %, ``loc_err``).
+    """Runs a method over test pairs and accumulates the metric families of the dataset.
 
     Args:
         method: any :class:`Matcher`.
-        categories: the dataset's category names (``category_id`` indexes them).
-        group_fields: per-pair grouping fields to report PCK by (e.g. SPair-71k difficulty).
-        alphas: PCK alphas.
+        evaluators: the dataset's metric families by name
+            (:func:`semcorr.metrics.evaluators.build_evaluators`); empty for pairs without ground
+            truth (predictions only).
+        alphas: PCK alphas (the width of the per-pair PCK passed to ``on_pair`` and recorded).
         on_pair: optional callback ``(batch, output, pair_pck) -> None`` called after each batch
-            (pictures); ``pair_pck`` is (B, A).
+            (pictures); ``pair_pck`` is (B, A), NaN without PCK.
         journal: where to journal progress and what to resume from (None: no resuming).
     """
 
     def __init__(
         self,
         method: Matcher,
-        categories: Sequence[str],
-        group_fields: Sequence[str] = (),
-        alphas: Sequence[float] = (0.05, 0.1, 0.15),
+        evaluators: nn.ModuleDict,
+        alphas: list[float],
         on_pair: Callable[[dict, MatchOutput, torch.Tensor], None] | None = None,
         journal: EvaluationJournal | None = None,
     ) -> None:
         super().__init__()
         self.method = method
-        self.categories = list(categories)
-        self.group_fields = list(group_fields)
+        self.evaluators = evaluators
+        self.dense = dense_request(evaluators)
         self.alphas = [float(a) for a in alphas]
         self.on_pair = on_pair
-        n_alpha = len(self.alphas)
-        self.pck_all = GroupedMean(1, n_alpha)
-        self.pck_category = GroupedMean(len(self.categories), n_alpha)
-        self.pck_group = nn.ModuleDict({f: GroupedMean(MAX_GROUP_LEVELS, n_alpha) for f in self.group_fields})
-        self.flow_accuracy = FlowAccuracy(num_groups=len(self.categories), group_names=self.categories)
-        self.mask_transfer = MaskTransfer(num_groups=len(self.categories), group_names=self.categories)
         self.timing = GroupedMean(1, 1)
         #: per-pair predictions; after the test epoch: every pair on rank 0, sorted by index
         self.records: list[dict[str, Any]] = []
@@ -168,26 +138,13 @@ class EvaluationModule(pl.LightningModule):
         b = batch["src_img"].shape[0]
         src_img, trg_img = batch["src_img"], batch["trg_img"]
         src_ids, trg_ids = batch["src_path"], batch["trg_path"]
-        dense = dense_request(batch)
-        output, seconds = self._timed(lambda: self.method(src_img, trg_img, batch["src_kps"], src_ids, trg_ids, dense))
-        if dense == "forward":  # dense source -> target ground truth (TSS)
-            self.flow_accuracy.update(
-                output.flow.to(self.device), batch["flow"], batch["src_mask"], threshold=batch["flow_threshold"],
-                trg_scale=batch["trg_scale"], groups=batch["category_id"],
-            )
-        elif dense == "backward":  # mask transfer (Caltech-101, CUB): the target -> source flow
-            back = output.flow.to(self.device)
-            self.mask_transfer.update(
-                warp_mask(batch["src_mask"], back), batch["trg_mask"], groups=batch["category_id"],
-                src_mask=batch["src_mask"], flow_trg_to_src=back,
-            )
-        pair_pck = torch.full((b, len(self.alphas)), float("nan"))
-        if batch["src_kps"].shape[1] > 0:
-            pair_pck = pck_per_pair(output.points.to(self.device), batch["trg_kps"], batch["pck_threshold"], self.alphas)
-            self.pck_all.update(pair_pck, torch.zeros(b, dtype=torch.long))
-            self.pck_category.update(pair_pck, batch["category_id"])
-            for field in self.group_fields:
-                self.pck_group[field].update(pair_pck, batch[field])
+        output, seconds = self._timed(
+            lambda: self.method(src_img, trg_img, batch["src_kps"], src_ids, trg_ids, self.dense)
+        )
+        per_pair: dict[str, torch.Tensor] = {}
+        for evaluator in self.evaluators.values():
+            per_pair.update(evaluator.update(batch, output))
+        pair_pck = per_pair.get("pck", torch.full((b, len(self.alphas)), float("nan")))
         self.timing.update(torch.full((b, 1), seconds / b, device=self.device), torch.zeros(b, dtype=torch.long))
         self._results = None
         self._record(batch, output, pair_pck, seconds / b)
@@ -224,15 +181,9 @@ class EvaluationModule(pl.LightningModule):
         self._results = self._compute_results()
         self.records = gather_records(self.records)
 
-    def _updated_anywhere(self, metric: Metric) -> bool:
-        """Whether any process updated ``metric`` (the same answer on every process)."""
-        count = torch.tensor(float(metric.update_count), device=self.device)
-        if distributed():
-            dist.all_reduce(count, op=dist.ReduceOp.MAX)
-        return bool(count > 0)
-
     def results(self) -> dict[str, float]:
-        """Flat metrics: ``pck@A``, ``pck@A/<category>``, ``pck@A/<field>=<level>``, timing, counts.
+        """Flat metrics: ``n_pairs``, every family's keys (``pck@A``, ``pck_kp@A``, ``pck_cat@A``,
+        ``pck@A/<category>``, ``flow_acc``, ``lt_acc``, ...) and ``time_per_pair_s``.
 
         Synced over all processes: the same numbers on every rank. After a test epoch these are the
         values computed at its end; otherwise they are computed now (a collective call under DDP).
@@ -242,30 +193,11 @@ class EvaluationModule(pl.LightningModule):
         return dict(self._results)
 
     def _compute_results(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        # every process takes the same branches and calls the same collectives in the same order
-        have_pck = self._updated_anywhere(self.pck_all)
-        have_dense = [self._updated_anywhere(m) for m in (self.flow_accuracy, self.mask_transfer)]
+        # every process calls the same collectives in the same order
         time_means, time_counts = self.timing.grouped()
         n_pairs = int(time_counts[0])
-        out["n_pairs"] = n_pairs
-        if have_pck:
-            means, _ = self.pck_all.grouped()
-            for a, v in zip(self.alphas, means[0].tolist()):
-                out[f"pck@{a:g}"] = 100.0 * v
-            cat_means, cat_counts = self.pck_category.grouped()
-            for c, name in enumerate(self.categories):
-                if cat_counts[c] > 0:
-                    for a, v in zip(self.alphas, cat_means[c].tolist()):
-                        out[f"pck@{a:g}/{name}"] = 100.0 * v
-            for field in self.group_fields:
-                g_means, g_counts = self.pck_group[field].grouped()
-                for level in range(MAX_GROUP_LEVELS):
-                    if g_counts[level] > 0:
-                        for a, v in zip(self.alphas, g_means[level].tolist()):
-                            out[f"pck@{a:g}/{field}={level}"] = 100.0 * v
-        for dense, present in zip((self.flow_accuracy, self.mask_transfer), have_dense):
-            if present:
-                out.update({k: as_reported(k, float(v)) for k, v in dense.compute().items()})
+        out: dict[str, float] = {"n_pairs": n_pairs}
+        for evaluator in self.evaluators.values():
+            out.update(evaluator.compute())
         out["time_per_pair_s"] = float(time_means[0, 0]) if n_pairs else float("nan")
         return out

@@ -7,9 +7,24 @@ states). Backbone features of every candidate layer are computed once per image 
 LRU store, so each candidate set costs only hyperimage assembly, matching and transfer; the source
 hyperimages of consecutive pairs sharing a source image are reused through the matcher's cache.
 
+Scoring as the reference beam search does it: the mean over the validation pairs of the per-pair
+PCK@alpha, computed by the project's PCK family (:class:`semcorr.metrics.pck.PCKEvaluator`, one per
+candidate set; the same code as ``evaluate.py``), with the threshold ``model.threshold`` --
+``bbox`` by default, as the official beam search scores PF-PASCAL (its evaluation default is
+``img``); on PF-WILLOW and SPair-71k ``bbox`` is the evaluation default anyway. Pairs: the
+dataset's own list (PF-WILLOW: HPF's ``test_pairs.csv`` when the folder has one, else all ordered
+pairs), optionally a stratified subset (``dataset.pairs_per_category`` / ``dataset.subset_seed``,
+the paper's small-set experiments).
+
+Departure from the reference code, on purpose: the reference's beam loop ``break``s out of a beam
+entry's candidates as soon as one candidate set duplicates a set already scored, so the remaining
+candidates of that entry are never scored; the paper's Algorithm 1 scores them all, and so does
+:func:`semcorr.methods.layer_search.beam_search` (a duplicate is skipped, not a ``break``).
+
 Outputs in the run directory: ``beam_state.json`` (resume point, written after each depth),
 ``search_scores.csv`` (every scored set), ``method/hpf_searched.yaml`` (a method config that
-``evaluate.py --config-dir <run dir> method=hpf_searched`` accepts) and ``search_result.json``.
+``evaluate.py --config-dir <run dir> method=hpf_searched`` accepts) and ``search_result.json``
+(with the protocol record of the scored pairs, :mod:`semcorr.protocol`).
 """
 
 from __future__ import annotations
@@ -17,16 +32,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import Dataset, Subset
+from torch import nn
 
 from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError
@@ -34,10 +48,12 @@ from semcorr.io import write_json, write_text
 from semcorr.lit.evaluate import build_logger, build_method, build_trainer, finish_run
 from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
 from semcorr.lit.progress import SearchProgress
+from semcorr.methods.base import MatchOutput
 from semcorr.methods.cache import LRUCache
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.layer_search import LayerSet, SearchState, beam_search, key_of
-from semcorr.metrics.pck import GroupedMean, pck_per_pair
+from semcorr.metrics.pck import PCKEvaluator
+from semcorr.protocol import build_protocol, method_protocol
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +64,30 @@ class LayerSetScorer(pl.LightningModule):
     Args:
         matcher: the HPF method (its settings: RHM, exponent, cells, pruning) used for scoring.
         candidate_layers: every layer id a set may contain.
+        categories: the scored dataset's category names.
         alpha: PCK alpha of the score.
         feature_cache_images: images whose features stay in memory between passes.
     """
 
-    def __init__(self, matcher: HyperpixelFlow, candidate_layers: Sequence[int], alpha: float = 0.1,
-                 feature_cache_images: int = 64) -> None:
+    def __init__(self, matcher: HyperpixelFlow, candidate_layers: Sequence[int], categories: Sequence[str],
+                 alpha: float = 0.1, feature_cache_images: int = 64) -> None:
         super().__init__()
         self.matcher = matcher
         self.candidate_layers = tuple(sorted({int(i) for i in candidate_layers}))
+        self.categories = list(categories)
         self.alpha = float(alpha)
         self.store: LRUCache[dict[int, torch.Tensor]] = LRUCache(feature_cache_images)
         self.sets: list[LayerSet] = []
-        self.pck = GroupedMean(1, 1)
+        self.evaluators = nn.ModuleList()
         self._scores: list[float] = []
 
     def set_candidates(self, sets: Sequence[LayerSet]) -> None:
-        """Choose the layer sets the next test pass scores."""
+        """Choose the layer sets the next test pass scores (one PCK evaluator each)."""
         unknown = sorted({l for s in sets for l in s} - set(self.candidate_layers))
         if unknown:
             raise ConfigError(f"layer ids {unknown} are not among the candidate layers {self.candidate_layers}")
         self.sets = [tuple(s) for s in sets]
-        self.pck = GroupedMean(len(self.sets), 1).to(self.device)
+        self.evaluators = nn.ModuleList(PCKEvaluator([self.alpha], self.categories) for _ in self.sets).to(self.device)
 
     def _features(self, img: torch.Tensor, image_id: str) -> dict[int, torch.Tensor]:
         def compute() -> dict[int, torch.Tensor]:
@@ -80,7 +98,9 @@ class LayerSetScorer(pl.LightningModule):
 
     @torch.no_grad()
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        for i in range(batch["src_img"].shape[0]):
+        b = batch["src_img"].shape[0]
+        predictions = torch.full((len(self.sets), *batch["src_kps"].shape), float("nan"), device=batch["src_kps"].device)
+        for i in range(b):
             src_img, trg_img = batch["src_img"][i], batch["trg_img"][i]
             src_id, trg_id = batch["src_path"][i], batch["trg_path"][i]
             src_feats = self._features(src_img, src_id)
@@ -89,39 +109,26 @@ class LayerSetScorer(pl.LightningModule):
             for k, layers in enumerate(self.sets):
                 src = self.matcher.hyperimage_from_features(src_feats, layers, tuple(src_img.shape[-2:]), src_id)
                 trg = self.matcher.hyperimage_from_features(trg_feats, layers, tuple(trg_img.shape[-2:]), trg_id)
-                pred = self.matcher.transfer(src, trg, batch["src_kps"][i, :n])
-                score = pck_per_pair(pred[None], batch["trg_kps"][i : i + 1, :n], batch["pck_threshold"][i : i + 1], [self.alpha])
-                self.pck.update(score, torch.tensor([k], device=score.device))
+                predictions[k, i, :n] = self.matcher.transfer(src, trg, batch["src_kps"][i, :n])
+        for k, evaluator in enumerate(self.evaluators):
+            evaluator.update(batch, MatchOutput(predictions[k]))
 
     def on_test_epoch_end(self) -> None:
         # synced across processes here, while the states are still on the device (NCCL)
-        means, _ = self.pck.grouped()
-        self._scores = [100.0 * float(v) for v in means[:, 0]]
+        key = f"pck@{self.alpha:g}"
+        self._scores = [float(evaluator.compute()[key]) for evaluator in self.evaluators]
 
     def scores(self) -> list[float]:
         """Mean PCK (in %) of each set of the last pass, in the order of :meth:`set_candidates`."""
         return list(self._scores)
 
 
-def pairs_per_category(dataset: Dataset, k: int | None, seed: int) -> Dataset:
-    """At most ``k`` random pairs per category (the paper's small-set experiments); None: all."""
-    if k is None:
-        return dataset
-    by_cat: dict[str, list[int]] = {}
-    for i, record in enumerate(dataset.records):
-        by_cat.setdefault(record.category, []).append(i)
-    rng = random.Random(seed)
-    keep = sorted(i for ids in by_cat.values() for i in rng.sample(ids, min(k, len(ids))))
-    subset = Subset(dataset, keep)
-    subset.categories = dataset.categories  # type: ignore[attr-defined]
-    return subset
-
-
 def searched_method_config(layers: Sequence[int], score: float, cfg: DictConfig) -> str:
     """YAML of a method config extending ``hpf`` with the found layers (for ``--config-dir``)."""
     return (
         f"# Found by `python train.py model=hpf_search` on {cfg.dataset.name} ({cfg.model.split} split), "
-        f"backbone {cfg.backbone.net.name}: PCK@{cfg.model.alpha:g} = {score:.2f}\n"
+        f"backbone {cfg.backbone.net.name}: PCK@{cfg.model.alpha:g} = {score:.2f} "
+        f"(threshold {cfg.model.threshold or 'the dataset default'})\n"
         "defaults:\n  - hpf\n  - _self_\n\n"
         f"layers: {list(layers)}\n"
     )
@@ -139,10 +146,23 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    dataset = pairs_per_category(instantiate(cfg.dataset, split=model.split), model.pairs_per_category, model.subset_seed)
+    overrides = {}
+    if model.threshold is not None:
+        offered = get_class(cfg.dataset._target_).thresholds
+        if model.threshold not in offered:
+            raise ConfigError(
+                f"model.threshold={model.threshold!r} is not offered by {cfg.dataset.name} ({', '.join(offered)}); "
+                "set model.threshold=null for the dataset's default"
+            )
+        overrides["threshold"] = model.threshold
+    dataset = instantiate(cfg.dataset, split=model.split, **overrides)
     matcher: HyperpixelFlow = build_method(model.matcher)
     candidates = model.candidate_layers if model.candidate_layers is not None else matcher.backbone.layer_ids
-    scorer = LayerSetScorer(matcher, candidates, model.alpha, model.feature_cache_images)
+    scorer = LayerSetScorer(matcher, candidates, dataset.categories, model.alpha, model.feature_cache_images)
+    protocol = build_protocol(
+        dataset, ["pck"], [model.alpha], "resized",
+        method_protocol("hpf", matcher, str(OmegaConf.select(cfg, "backbone.net.weights", default=None))),
+    )
     logger = build_logger(cfg, run_dir)
     state = run_dir / "beam_state.json"
     kept = lambda trainer, module: (  # noqa: E731 - what an interruption keeps
@@ -173,7 +193,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
         state_path=state, on_score=on_score, write_state=trainer.is_global_zero,
     )
     summary = {"layers": list(result.best), "score": result.best_score,
-               "beams": [[[list(s), v] for s, v in beam] for beam in result.beams]}
+               "beams": [[[list(s), v] for s, v in beam] for beam in result.beams], "protocol": protocol}
     if not trainer.is_global_zero:
         return summary
     buf = io.StringIO()

@@ -43,7 +43,7 @@ from semcorr.io import atomic_write, read_torch
 log = logging.getLogger(__name__)
 
 #: Config entries that decide what a journal's pairs were evaluated with.
-FINGERPRINT_KEYS = ("method", "dataset", "backbone", "alphas", "seed")
+FINGERPRINT_KEYS = ("method", "dataset", "backbone", "alphas", "metrics", "seed")
 
 
 def fingerprint(cfg: DictConfig, world_size: int) -> str:

@@ -57,6 +57,13 @@ class Matcher(nn.Module):
 
     #: Points transferred per call in :meth:`flow_from_points` (bounds memory).
     dense_chunk: int = 16384
+    #: How points are read out of the method's matches, for the protocol record
+    #: (:mod:`semcorr.protocol`): e.g. ``"box"`` (HPF's box transfer), ``"argmax"`` (the ``nn``
+    #: baseline); ``"native"``: the method's own rule (see its docstring).
+    readout: str = "native"
+    #: ``<dataset>/<split>`` of the pairs the method's weights were fit on (protocol record; e.g.
+    #: PF-PASCAL warns when a model trained on its ``train`` split is evaluated on its test pairs).
+    trained_on: tuple[str, ...] = ()
 
     def forward(
         self,

@@ -20,6 +20,8 @@ class IdentityMatcher(Matcher):
     The HPF paper reports 27.0 PCK@0.1 for this mapping on the full PF-WILLOW.
     """
 
+    readout = "identity"
+
     def forward(
         self,
         src_img: torch.Tensor,

@@ -19,20 +19,24 @@ image, the kit's ``T5`` column, i.e. 5 px for images whose larger side is 100 px
 the target resize factors (``trg_scale``) so that errors computed on resized images are measured
 in ORIGINAL target pixels. See :mod:`semcorr.data.tss` for the full protocol and its choices.
 
-Typical use in an evaluation loop::
+In an evaluation loop the metric is fed by :class:`FlowEvaluator`, the flow family of the
+datasets with dense ground truth (TSS, synthetic pairs)::
 
-    flow = method(batch["src_img"], batch["trg_img"], batch["src_kps"], dense="forward").flow  # (B, 2, Hs, Ws)
-    metric.update(flow, batch["flow"], batch["src_mask"], threshold=batch["flow_threshold"],
-                  trg_scale=batch["trg_scale"], groups=batch["category_id"])
-    metric.compute()   # {"flow_acc": ..., "flow_acc/FG3DCar": ..., ...}
+    output = method(batch["src_img"], batch["trg_img"], batch["src_kps"], dense="forward")   # output.flow (B, 2, Hs, Ws)
+    evaluator.update(batch, output)
+    evaluator.compute()   # {"flow_acc": ... (%), "flow_acc/FG3DCar": ..., "flow_acc_pairs": ...}
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torchmetrics import Metric
+
+from semcorr.methods.base import MatchOutput
+from semcorr.metrics.base import Evaluator
 
 
 def flow_endpoint_error(pred: torch.Tensor, gt: torch.Tensor, trg_scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -191,3 +195,46 @@ class FlowAccuracy(Metric):
             for g in range(self.num_groups):
                 out[f"{self.prefix}/{self._name(g)}"] = means[g]
         return out
+
+
+def reported(values: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """A metric's results as reported: accuracies (fractions) in %, counts (``*_pairs``) and
+    LOC-ERR (``loc_err*``) as they are."""
+    return {
+        k: float(v) if k.endswith("_pairs") or k.startswith("loc_err") else 100.0 * float(v) for k, v in values.items()
+    }
+
+
+class FlowEvaluator(Evaluator):
+    """The flow family: TSS flow accuracy of the method's source -> target flow (``output.flow``
+    of ``dense="forward"``; keys ``flow_acc``, ``flow_acc_pixels``, ``flow_acc_pairs``,
+    ``flow_acc/<category>``).
+
+    Reads ``flow`` (ground truth), ``src_mask``, ``flow_threshold`` (T in ORIGINAL target
+    pixels), ``trg_scale`` and ``category_id`` from the batch.
+
+    Args:
+        categories: the dataset's category names.
+    """
+
+    needs = frozenset({"forward"})
+
+    def __init__(self, categories: Sequence[str]) -> None:
+        super().__init__()
+        self.accuracy = FlowAccuracy(num_groups=len(categories), group_names=list(categories))
+
+    @classmethod
+    def from_dataset(cls, dataset: Any) -> FlowEvaluator:
+        """The flow family of a :class:`~semcorr.data.base.PairDataset`."""
+        return cls(dataset.categories)
+
+    def update(self, batch: Mapping[str, Any], output: MatchOutput) -> dict[str, torch.Tensor]:
+        gt = batch["flow"]
+        self.accuracy.update(
+            output.flow.to(gt.device), gt, batch["src_mask"], threshold=batch["flow_threshold"],
+            trg_scale=batch["trg_scale"], groups=batch["category_id"],
+        )
+        return {}
+
+    def compute(self) -> dict[str, float]:
+        return reported(self.accuracy.compute())

@@ -3,11 +3,23 @@
 The protocol (Kim et al., "Deformable spatial pyramid matching", CVPR 2013, adopted by Proposal
 Flow, SCNet, CNNGeo / WeakAlign, NC-Net and Hyperpixel Flow): the source object mask is
 transferred to the target image through the estimated correspondences and compared with the
-target's ground-truth mask. Here the transfer is ``warp_mask(src_mask, flow)`` with ``flow`` the
-method's target -> source flow (``method(src_img, trg_img, ..., dense="backward").flow``,
-:mod:`semcorr.metrics.warping`). Exact definitions, per pair, with P the predicted
-(transferred) and G the ground-truth target mask, both binarised at 0.5 (the reference code's
-``.gt(0.5)``):
+target's ground-truth mask. How the mask is transferred differs between the reference codes, and
+:class:`MaskEvaluator` offers both (``dataset.mask_transfer``):
+
+* ``"polygon"`` -- the HPF reference's (``evaluate.py`` / ``eval_caltech`` of the official code):
+  the source mask's POLYGON vertices are transferred with the method's keypoint rule, exactly as
+  keypoints are, and the transferred polygon is rasterised on the target grid
+  (:func:`rasterise_polygon`, ``skimage.draw.polygon``, rows = y, cols = x). Vertices without a
+  prediction (NaN) are left out of the polygon (choice: the reference has none, since it does not
+  prune boxes on Caltech); fewer than 3 left give an empty mask. No LOC-ERR (it needs a dense
+  flow; the reference reports none). This is what HPF's Caltech-101 numbers measure.
+* ``"flow"`` -- the source MASK is backward-warped onto the target by the method's dense target ->
+  source flow, ``warp_mask(src_mask, method(..., dense="backward").flow)``
+  (:mod:`semcorr.metrics.warping`), as dense-flow methods (Proposal Flow, WeakAlign) evaluate;
+  adds LOC-ERR.
+
+Exact definitions, per pair, with P the predicted (transferred) and G the ground-truth target mask,
+both binarised at 0.5 (the reference code's ``.gt(0.5)``):
 
 * **LT-ACC** (label-transfer accuracy) = the fraction of ALL target pixels whose transferred label
   equals the ground-truth label (foreground or background): ``mean(P == G)`` (HPF
@@ -16,8 +28,8 @@ method's target -> source flow (``method(src_img, trg_img, ..., dense="backward"
   by the part areas, which for the single foreground mask of these benchmarks is the plain IoU.)
   A pair where both masks are empty gets IoU 1 (never happens on real data; the reference gives
   0/0).
-* **LOC-ERR** (localization error, DSP; as in WeakAlign's ``localization_error``): each image gets
-  normalised coordinates relative to the bounding box of its object mask,
+* **LOC-ERR** (localization error, DSP; as in WeakAlign's ``localization_error``; flow protocol
+  only): each image gets normalised coordinates relative to the bounding box of its object mask,
   ``x_rel = (x - left) / (right - left + 1)``, ``y_rel = (y - top) / (bottom - top + 1)``. For
   every target pixel (x1, y1) -- all pixels, foreground or not -- whose target -> source flow lands
   inside the source image, the landing point is truncated to its pixel (x2, y2) (the reference
@@ -28,27 +40,52 @@ method's target -> source flow (``method(src_img, trg_img, ..., dense="backward"
   inside the source, get no LOC-ERR (skipped).
 
 Dataset values are means over pairs (and over the pairs of each category when groups are given).
-Resolution: the masks and flow are those of the resized images the method sees (as in HPF);
-LT-ACC and IoU are ratios of areas and barely depend on it.
-
-Typical use in an evaluation loop (Caltech-101, CUB)::
-
-    flow = method(batch["src_img"], batch["trg_img"], batch["src_kps"], dense="backward").flow  # (B, 2, Ht, Wt)
-    pred = warp_mask(batch["src_mask"], flow)                        # (B, Ht, Wt) bool
-    metric.update(pred, batch["trg_mask"], groups=batch["category_id"],
-                  src_mask=batch["src_mask"], flow_trg_to_src=flow)
-    metric.compute()   # {"lt_acc": ..., "iou": ..., "loc_err": ..., "lt_acc/<category>": ...}
+Resolution: the masks, polygons and flow are those of the resized images the method sees (as in
+HPF); LT-ACC and IoU are ratios of areas and barely depend on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 
-from semcorr.metrics.flow import group_indices, resolve_groups
-from semcorr.metrics.warping import flow_to_points
+from semcorr.errors import ConfigError
+from semcorr.methods.base import MatchOutput
+from semcorr.metrics.base import Evaluator
+from semcorr.metrics.flow import group_indices, reported, resolve_groups
+from semcorr.metrics.warping import flow_to_points, warp_mask
+
+#: Values of ``dataset.mask_transfer`` (see the module docstring).
+MASK_TRANSFERS = ("polygon", "flow")
+
+
+def rasterise_polygon(vertices: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Fill a polygon on an (H, W) pixel grid, as the reference code does (``skimage.draw.polygon``
+    with rows = y, cols = x): a pixel is foreground when its centre (integer coordinates) lies
+    inside or on the polygon. Rows with a NaN coordinate are left out; fewer than 3 vertices give
+    an empty mask.
+
+    Args:
+        vertices: (P, 2) polygon vertices (x, y) in pixels of the grid.
+        size: (H, W).
+
+    Returns:
+        (H, W) bool tensor.
+    """
+    from skimage.draw import polygon as fill_polygon
+
+    pts = np.asarray(torch.as_tensor(vertices).detach().cpu(), dtype=np.float64).reshape(-1, 2)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    h, w = int(size[0]), int(size[1])
+    mask = np.zeros((h, w), dtype=bool)
+    if len(pts) >= 3:
+        rows, cols = fill_polygon(pts[:, 1], pts[:, 0], shape=(h, w))
+        mask[rows, cols] = True
+    return torch.from_numpy(mask)
 
 
 def _binary(mask: torch.Tensor) -> torch.Tensor:
@@ -189,3 +226,50 @@ class MaskTransfer(Metric):
                 out[f"iou/{name}"] = self.iou_sum[g] / self.pairs[g]
                 out[f"loc_err/{name}"] = self.loc_err_sum[g] / self.loc_pairs[g]
         return out
+
+
+class MaskEvaluator(Evaluator):
+    """The mask-transfer family (keys ``lt_acc``, ``iou``, ``mask_pairs``, per category
+    ``lt_acc/<c>``, ``iou/<c>``; with the flow protocol also ``loc_err``, ``loc_err/<c>``).
+
+    Reads ``src_mask``, ``trg_mask`` and ``category_id`` from the batch, and for the polygon
+    protocol the transferred source-polygon vertices: ``output.points[i, :n_kps[i]]`` (the dataset
+    gives the vertices as the query points ``src_kps``).
+
+    Args:
+        categories: the dataset's category names.
+        transfer: ``"polygon"`` or ``"flow"`` (see the module docstring).
+    """
+
+    def __init__(self, categories: Sequence[str], transfer: str = "polygon") -> None:
+        super().__init__()
+        if transfer not in MASK_TRANSFERS:
+            raise ConfigError(f"dataset.mask_transfer must be one of {', '.join(MASK_TRANSFERS)}, got {transfer!r}")
+        self.transfer = transfer
+        self.needs = frozenset({"points"} if transfer == "polygon" else {"backward"})
+        self.metric = MaskTransfer(num_groups=len(categories), group_names=list(categories))
+
+    @classmethod
+    def from_dataset(cls, dataset: Any) -> MaskEvaluator:
+        """The mask family of a :class:`~semcorr.data.base.PairDataset` (its ``mask_transfer``)."""
+        return cls(dataset.categories, dataset.mask_transfer)
+
+    def transferred(self, batch: Mapping[str, Any], output: MatchOutput) -> torch.Tensor:
+        """(B, Ht, Wt) bool source masks transferred onto the targets by :attr:`transfer`."""
+        if self.transfer == "flow":
+            return warp_mask(batch["src_mask"], output.flow.to(batch["src_mask"].device))
+        size = tuple(batch["trg_mask"].shape[-2:])
+        return torch.stack([
+            rasterise_polygon(output.points[i, : int(batch["n_kps"][i])], size) for i in range(len(batch["n_kps"]))
+        ]).to(batch["trg_mask"].device)
+
+    def update(self, batch: Mapping[str, Any], output: MatchOutput) -> dict[str, torch.Tensor]:
+        flow = {"src_mask": batch["src_mask"], "flow_trg_to_src": output.flow} if self.transfer == "flow" else {}
+        self.metric.update(self.transferred(batch, output), batch["trg_mask"], groups=batch["category_id"], **flow)
+        return {}
+
+    def compute(self) -> dict[str, float]:
+        values = reported(self.metric.compute())
+        if self.transfer == "polygon":
+            values = {k: v for k, v in values.items() if not k.startswith("loc_err")}
+        return values

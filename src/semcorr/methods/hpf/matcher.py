@@ -54,6 +54,8 @@ class HyperpixelFlow(Matcher):
     ``"sparse_score"`` (B, K) their confidences.
     """
 
+    readout = "box"
+
     def __init__(
         self,
         backbone: Backbone,
