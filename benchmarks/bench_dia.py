@@ -31,9 +31,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
 from semcorr.grid import move_points
+from semcorr.lit.evaluate import build_method
 from semcorr.methods.dia import nnf_to_flow
 from semcorr.methods.dia.patchmatch import upsample_nnf
 from semcorr.metrics.pck import pck_per_pair
@@ -47,7 +47,7 @@ def main() -> None:
     add_pair_arguments(parser)
     args = parse(parser)
     cfg, dataset, indices = setup(args, ["method=dia"])
-    matcher = instantiate(cfg.method)
+    matcher = build_method(cfg.method)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     alphas = list(cfg.alphas)
     pck: dict[str, list[torch.Tensor]] = defaultdict(list)

@@ -94,11 +94,12 @@ def run_labels(cfg: DictConfig) -> dict[str, str]:
     return {"job": job, "what": what, "dataset": str(cfg.dataset.name), "backbone": backbone}
 
 
-def build_method(node: DictConfig) -> Matcher:
-    """Instantiate a method config (its ``name`` is the method's label, not a constructor argument)."""
+def build_method(node: DictConfig, **overrides: Any) -> Matcher:
+    """Instantiate a method config (its ``name`` is the method's label, not a constructor argument),
+    with ``overrides`` of its arguments."""
     params = OmegaConf.to_container(node, resolve=True)
     params.pop("name", None)
-    return instantiate(params)
+    return instantiate({**params, **overrides})
 
 
 def config_dict(cfg: DictConfig) -> dict[str, Any]:
