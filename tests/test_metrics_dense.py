@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
+from semcorr.grid import pixel_grid
 from semcorr.metrics.flow import FlowAccuracy, flow_accuracy_per_pair, flow_endpoint_error
 from semcorr.metrics.masks import MaskTransfer, localization_error, mask_transfer_scores
 from semcorr.metrics.warping import (
     flow_to_points,
     flow_valid,
-    pixel_grid,
     points_to_flow,
     resize_flow,
     warp_by_flow,

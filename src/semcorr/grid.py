@@ -1,4 +1,5 @@
-"""Small geometry shared by methods, metrics and pictures: pixel grids and moving points by a flow.
+"""Small geometry shared by methods, metrics, datasets and pictures: pixel grids, feature cells to
+pixels, and moving points by a flow.
 
 Coordinate convention (the whole project): a pixel's centre has integer coordinates (x = column,
 y = row), so an image of width W spans centres 0 .. W-1; a flow (B, 2, H, W) defined on the grid
@@ -22,6 +23,15 @@ def pixel_grid(height: int, width: int, device: torch.device | str | None = None
     """
     grid = create_meshgrid(height, width, normalized_coordinates=False, device=device, dtype=dtype)
     return grid[0].permute(2, 0, 1)
+
+
+def pixel_points(height: int, width: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Pixel-centre coordinates as a list of points: :func:`pixel_grid` flattened row-major.
+
+    Returns:
+        (H W, 2) (x, y); row ``y W + x`` is pixel (x, y).
+    """
+    return pixel_grid(height, width, device, dtype).reshape(2, height * width).T
 
 
 def move_points(points: Tensor, flow: Tensor) -> Tensor:

@@ -34,22 +34,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from semcorr.grid import pixel_grid
+
 #: Normalised coordinate used for NaN positions: far outside [-1, 1], so zero padding applies.
 _OUTSIDE = -8.0
-
-
-def pixel_grid(height: int, width: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Pixel-centre coordinates of an image.
-
-    Returns:
-        (2, H, W) tensor: channel 0 is x (column index), channel 1 is y (row index).
-    """
-    ys, xs = torch.meshgrid(
-        torch.arange(height, device=device, dtype=dtype),
-        torch.arange(width, device=device, dtype=dtype),
-        indexing="ij",
-    )
-    return torch.stack([xs, ys])
 
 
 def flow_to_points(flow: torch.Tensor) -> torch.Tensor:

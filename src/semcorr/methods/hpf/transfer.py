@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from semcorr.grid import pixel_grid
+
 from .geometry import HyperpixelGrid
 
 
@@ -163,5 +165,4 @@ def dense_transfer(src: HyperpixelGrid, trg: HyperpixelGrid, match: Tensor) -> T
     x0, x1 = covering_cells(xs, src.cols.start, len(src.cols), src.jump, src.half_rf)
     y0, y1 = covering_cells(ys, src.rows.start, len(src.rows), src.jump, src.half_rf)
     pred = _rect_transfer(src, table, xs[None, :], ys[:, None], (x0[None, :], x1[None, :]), (y0[:, None], y1[:, None]))
-    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)
-    return (pred - grid).permute(2, 0, 1)
+    return pred.permute(2, 0, 1) - pixel_grid(h, w, device)
