@@ -34,10 +34,9 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 from semcorr.methods.base import Matcher, MatchOutput
-from semcorr.grid import pixel_points
+from semcorr.grid import pixel_points, sample_at
 from semcorr.methods.cache import LRUCache
 from semcorr.methods.hpf import HyperpixelFlow
-from semcorr.metrics.warping import sample_at
 
 #: The read-outs (see the module docstring).
 READOUTS = ("argmax", "soft_argmax", "kernel_soft_argmax", "box")
