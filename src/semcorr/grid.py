@@ -40,6 +40,22 @@ def pixel_points(height: int, width: int, device: torch.device | str | None = No
     return pixel_grid(height, width, device, dtype).reshape(2, height * width).T
 
 
+def cells_to_pixels(points: Tensor, grid_hw: tuple[int, int], image_hw: tuple[int, int]) -> Tensor:
+    """Feature cells -> image pixels, a feature map spanning the whole image: a cell is the centre
+    of the block of pixels it summarises, ``x = (u + 0.5) W / w - 0.5`` (identity when the map is
+    the image).
+
+    Args:
+        points: (..., 2) float cell coordinates (u, v) of an (h, w) map (column, row).
+        grid_hw: (h, w). image_hw: (H, W) of the image.
+
+    Returns:
+        (..., 2) pixel coordinates (x, y).
+    """
+    ratio = points.new_tensor([image_hw[1] / grid_hw[1], image_hw[0] / grid_hw[0]])
+    return (points + 0.5) * ratio - 0.5
+
+
 def _normalised_grid(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(B, 2, H', W') pixel positions in an (height, width) image -> (B, H', W', 2) grid_sample grid.
 
