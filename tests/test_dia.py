@@ -297,7 +297,7 @@ def test_config_instantiates(backbone):
     matcher = build_method("dia", backbone=backbone)
     assert isinstance(matcher, DeepImageAnalogy)
     assert matcher.backbone.name == backbone
-    assert matcher.params.pyramid == {"mobilenet_v2": (None, None, None, 6, 13), "vgg19": (0, 1, 2, 3, 4)}[backbone]
+    assert matcher.params.pyramid == {"mobilenet_v2": (None, None, None, 10, 13), "vgg19": (0, 1, 2, 3, 4)}[backbone]
     paper = build_method("dia_paper", backbone=backbone)
     assert (paper.params.lbfgs_iters, paper.params.lbfgs_line_search, paper.params.deconv_init) == (100, True, "random")
     assert paper.params.pca_dims is None and not paper.params.bf16
@@ -335,7 +335,7 @@ def test_end_to_end_translation_of_real_image():
     size, dy, dx = 128, 8, -12
     src = image[:, 24 : 24 + size, 24 : 24 + size]
     trg = image[:, 24 + dy : 24 + dy + size, 24 + dx : 24 + dx + size]  # trg(y, x) = src(y + dy, x + dx)
-    matcher = build_method("dia", ["backbone.pyramid=[null,1,3,6,13]"], weights="offline")
+    matcher = build_method("dia", ["backbone.dia_pyramid=[null,1,3,6,13]"], weights="offline")
     flow = matcher(src[None], trg[None], torch.zeros(1, 0, 2), dense="forward").flow[0]
     ys, xs = _grid(size, size)
     truth = torch.stack([-float(dx) * torch.ones(size, size), -float(dy) * torch.ones(size, size)])

@@ -64,6 +64,7 @@ class BackboneGroupKnobs(TypedDict, total=False):
     nn_layer: NonNegativeInt
     search_bases: list_of(NonNegativeInt, min_length=1, distinct=True)
     pyramid: list_of(NonNegativeInt | None, length=5)
+    dia_pyramid: list_of(NonNegativeInt | None, length=5)
 
 
 #: Root schemas of ``evaluate.py`` and ``train.py`` by path (:func:`~.schema.validate_config`).
