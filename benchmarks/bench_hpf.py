@@ -37,7 +37,7 @@ import torch
 from semcorr.lit.evaluate import build_method
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.hpf.rhm import match_fast
-from semcorr.methods.hpf.transfer import transfer_points
+from semcorr.methods.hpf.transfer import box_transfer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pairs import add_pair_arguments, parse, setup  # noqa: E402
@@ -52,7 +52,7 @@ def stage_times(model: HyperpixelFlow, src, trg, src_id, trg_id, clock) -> dict[
     t["backbone"] = clock() - start
     match, _ = match_fast(s, g, model.rhm, model.exponent, model.ncells, model.kernel, model.workspace, t, clock)
     start = clock()
-    transfer_points(s.grid, g.grid, match, src[1])
+    box_transfer(s.grid, g.grid, match, src[1])
     t["transfer"] = clock() - start
     return t
 

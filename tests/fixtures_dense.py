@@ -11,13 +11,29 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 
 from semcorr.data.flo import write_flo
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / "../shared/data"
 TSS_SAMPLE = SHARED_DATA / "TSS-sample"
+DATASET_CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+#: Marks the tests that read the real TSS sample.
+needs_tss_sample = pytest.mark.skipif(
+    not TSS_SAMPLE.is_dir(), reason=f"real TSS sample not available at {TSS_SAMPLE} (../shared/data is absent)"
+)
+
+
+def dataset_from_config(name: str, root: Path):
+    """Instantiate ``conf/dataset/<name>.yaml`` with ``root``; checks the config's name."""
+    cfg = OmegaConf.load(DATASET_CONF / f"{name}.yaml")
+    assert cfg.name == name
+    cfg.root = str(root)
+    return instantiate(cfg)
 
 
 def save_image(path: Path, height: int, width: int, seed: int = 0, fmt: str | None = None) -> np.ndarray:

@@ -16,12 +16,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 PFPASCAL_SPLITS = SHARED / "PF-PASCAL-splits"
 PFWILLOW_REAL = SHARED / "PF-dataset-WILLOW"
 SPAIR_REAL = SHARED / "SPair-71k-format"
+DATASET_CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+
+
+def dataset_config(name: str, data_dir: Path, folder: str) -> DictConfig:
+    """``conf/dataset/<name>.yaml`` resolved with ``paths.data_dir=data_dir``; checks its name and
+    that its root is ``data_dir/folder``."""
+    conf = OmegaConf.load(DATASET_CONF / f"{name}.yaml")
+    assert conf.name == name
+    cfg = OmegaConf.create({"paths": {"data_dir": str(data_dir)}, "dataset": conf})
+    assert cfg.dataset.root == str(data_dir / folder)
+    return cfg.dataset
 
 
 def require_shared(path: Path) -> Path:

@@ -25,10 +25,10 @@ from semcorr.data.warps import (
     control_grid,
     inside,
     make_generator,
-    pixel_grid,
     sample_warp,
 )
 from semcorr.errors import ConfigError, DatasetNotFoundError
+from semcorr.grid import pixel_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT / "../shared/data"
@@ -86,7 +86,7 @@ def test_warp_maps_are_exact_inverses(key: int) -> None:
     h, w = 60, 80
     warp = sample_warp((h, w), WarpRanges(), make_generator(7, key))
     assert not warp.is_identity
-    grid = pixel_grid(h, w).reshape(-1, 2)
+    grid = pixel_points(h, w, dtype=torch.float64)
     # target -> source -> target, for every target pixel that samples the source
     src = warp.trg_to_src(grid)
     seen = inside(src, h, w)
@@ -141,7 +141,7 @@ def test_rendered_target_matches_source_at_keypoints() -> None:
     warp = sample_warp((h, w), WarpRanges(), make_generator(11, "render"))
     trg = warp.render(src)
     # exact at target pixels: trg(p) = bilinear(src, M(p))
-    grid = pixel_grid(h, w).reshape(-1, 2)
+    grid = pixel_points(h, w, dtype=torch.float64)
     assert torch.allclose(trg.reshape(3, -1), bilinear(src, warp.sampling_grid().reshape(-1, 2)), atol=1e-6)
     # at sub-pixel keypoints: equal up to bilinear interpolation error on a smooth image (the
     # margin keeps the target pixels around a keypoint off the zero padding)
@@ -301,7 +301,7 @@ def test_synthetic_on_real_images() -> None:
         expected = bilinear(s["src_img"].double(), warp.sampling_grid().reshape(-1, 2)).clamp(0, 1)
         assert (s["trg_img"].reshape(3, -1).double() - expected).abs().max() < 1e-4  # float32 rendering
         assert torch.allclose(warp.trg_to_src(s["trg_kps"].double()), s["src_kps"].double(), atol=1e-3)
-        src_px = pixel_grid(h, w).reshape(-1, 2)
+        src_px = pixel_points(h, w, dtype=torch.float64)
         ok = s["src_mask"].reshape(-1)
         landed = src_px[ok] + s["flow"].reshape(2, -1).T[ok].double()
         assert (warp.trg_to_src(landed) - src_px[ok]).norm(dim=-1).max() < 1e-3

@@ -21,7 +21,7 @@ from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
 from semcorr.lit.evaluate import run_evaluation
 from semcorr.data.datamodule import ShardSampler
-from semcorr.lit.evaluation import gather_records
+from semcorr.lit.evaluation_module import gather_records
 
 N_PAIRS = 7  # odd: 2 processes get 4 and 3 pairs
 

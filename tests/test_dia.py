@@ -20,7 +20,6 @@ from semcorr.backbones.inversion import IMAGE_INPUT, deconvolve, subnetwork
 from semcorr.data.images import load_image
 from semcorr.data.transforms import resize_image
 from semcorr.errors import ConfigError
-from semcorr.grid import move_points
 from semcorr.methods.dia import AnalogyParams, DeepImageAnalogy, deep_image_analogy, nnf_to_flow, save_analogy
 from semcorr.methods.dia import analogy as analogy_module
 from semcorr.methods.dia.aggregate import vote
@@ -272,16 +271,6 @@ def test_analogy_runs_on_a_resnet_pyramid():
     matcher = build_method("dia", ["method.pm_iters=2", "method.lbfgs_iters=2"], backbone="resnet50")
     flow = matcher(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.zeros(1, 0, 2), dense="forward").flow
     assert flow.shape == (1, 2, 64, 64) and torch.isfinite(flow).all()
-
-
-def test_move_points_bilinear_and_nan():
-    flow = torch.zeros(2, 4, 5)
-    flow[0] = torch.arange(5.0)  # dx = x
-    points = torch.tensor([[1.0, 2.0], [2.5, 0.0], [float("nan"), 1.0]])
-    moved = move_points(points, flow)
-    assert moved[0].tolist() == pytest.approx([2.0, 2.0])
-    assert moved[1].tolist() == pytest.approx([5.0, 0.0])
-    assert torch.isnan(moved[2]).all()
 
 
 def test_params_are_checked():

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def willow_urls() -> tuple[str, str]:
 def web(monkeypatch):
     def install(files, **kw):
         fake = FakeWeb(files, **kw)
-        monkeypatch.setattr(dl.urllib.request, "urlopen", fake)
+        monkeypatch.setattr(urllib.request, "urlopen", fake)
         return fake
 
     return install
@@ -186,7 +187,7 @@ def test_interrupted_download_keeps_part(tmp_path, monkeypatch):
     def short(request, timeout=None):
         return FakeResponse(data[:500], length=len(data))
 
-    monkeypatch.setattr(dl.urllib.request, "urlopen", short)
+    monkeypatch.setattr(urllib.request, "urlopen", short)
     with pytest.raises(dl.DownloadError, match="run the command again to resume"):
         dl.download("pfwillow", tmp_path, quiet=True)
     assert (tmp_path / "PF-dataset.zip.part").stat().st_size == 500

@@ -16,16 +16,16 @@ from torch import nn
 
 from semcorr.methods.hpf import (
     HyperpixelFlow,
+    box_transfer,
+    box_transfer_reference,
     build_hyperimage,
-    dense_transfer,
+    dense_box_transfer,
     gaussian_kernel,
     hough_space,
     hyperpixel_grid,
     match_fast,
     match_reference,
     rhm_reference,
-    transfer_points,
-    transfer_reference,
 )
 from semcorr.methods.hpf.rhm import HoughVoter, block_argmax
 from semcorr.methods.hpf.rhm_reference import pair_bins
@@ -236,8 +236,8 @@ def test_fast_matches_equal_straightforward(rhm, prune):
     assert torch.equal(m_fast, m_ref)
     torch.testing.assert_close(s_fast, s_ref, rtol=1e-5, atol=1e-7)
     pts = torch.rand(40, 2) * torch.tensor([90.0, 66.0])
-    fast_pts = transfer_points(src.grid, trg.grid, m_fast, pts)
-    ref_pts = transfer_reference(src.grid.boxes(), trg.grid.boxes(), m_ref, pts)
+    fast_pts = box_transfer(src.grid, trg.grid, m_fast, pts)
+    ref_pts = box_transfer_reference(src.grid.boxes(), trg.grid.boxes(), m_ref, pts)
     torch.testing.assert_close(fast_pts, ref_pts, equal_nan=True, rtol=0, atol=1e-4)
 
 
@@ -275,8 +275,8 @@ def test_transfer_toy_grid_by_hand():
         ]
     )
     for out in (
-        transfer_reference(src.boxes(), trg.boxes(), match, pts),
-        transfer_points(src, trg, match, pts),
+        box_transfer_reference(src.boxes(), trg.boxes(), match, pts),
+        box_transfer(src, trg, match, pts),
     ):
         torch.testing.assert_close(out, expected, equal_nan=True)
 
@@ -287,8 +287,8 @@ def test_transfer_single_box():
     pts = torch.tensor([[4.5, 3.0], [2.0, 4.0], [5.0, 5.0]])
     # (4.5, 3): box 4 only -> match 8, top-left (7, 7) + (4.5 - 3, 3 - 3); x = 2 lies in no box
     expected = torch.tensor([[8.5, 7.0], [float("nan")] * 2, [9.0, 9.0]])
-    torch.testing.assert_close(transfer_points(g, g, match, pts), expected, equal_nan=True)
-    torch.testing.assert_close(transfer_reference(g.boxes(), g.boxes(), match, pts), expected, equal_nan=True)
+    torch.testing.assert_close(box_transfer(g, g, match, pts), expected, equal_nan=True)
+    torch.testing.assert_close(box_transfer_reference(g.boxes(), g.boxes(), match, pts), expected, equal_nan=True)
 
 
 @pytest.mark.parametrize("jump,rf", [(4, 11), (4, 27), (8, 43), (4, 3)])
@@ -311,10 +311,10 @@ def test_covering_cells_exact(jump, rf):
 def test_dense_flow_equals_point_rule(prune):
     src, trg = random_hyperimage(37, 45, 4, prune), random_hyperimage(41, 39, 5, prune)
     match, _ = match_fast(src, trg, True, 3.0, 8192, gaussian_kernel(7), Workspace())
-    flow = dense_transfer(src.grid, trg.grid, match)
+    flow = dense_box_transfer(src.grid, trg.grid, match)
     ys, xs = torch.meshgrid(torch.arange(37.0), torch.arange(45.0), indexing="ij")
     pix = torch.stack([xs, ys], -1).view(-1, 2)
-    ref = transfer_reference(src.grid.boxes(), trg.grid.boxes(), match, pix) - pix
+    ref = box_transfer_reference(src.grid.boxes(), trg.grid.boxes(), match, pix) - pix
     torch.testing.assert_close(flow.permute(1, 2, 0).reshape(-1, 2), ref, equal_nan=True, rtol=0, atol=1e-4)
 
 

@@ -13,7 +13,7 @@ from conftest import compose_config
 from semcorr.backbones import load_backbone
 from semcorr.cli import exit_on_user_error
 from semcorr.errors import ConfigError, WeightsError
-from semcorr.io import read_torch
+from semcorr.io import read_torch, safe_stem
 from semcorr.lit.evaluate import run_evaluation
 from semcorr.lit.journal import EvaluationJournal
 from semcorr.methods.samnet.matcher import read_checkpoint
@@ -83,3 +83,10 @@ def test_the_entry_point_reports_a_text_checkpoint_in_one_line(tmp_path, bad_fil
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: WeightsError: '{bad_files['text']}' is not a readable torch file")
     assert "weights_only" not in lines[0]
+
+
+def test_safe_stem_replaces_unsafe_runs():
+    assert safe_stem("car(G)/a-b") == "car_G_a-b"
+    assert safe_stem("PF-WILLOW pck@0.1") == "PF-WILLOW_pck_0.1"
+    assert safe_stem("//", fallback="pair") == "pair"
+    assert safe_stem("") == ""

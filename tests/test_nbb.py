@@ -31,7 +31,7 @@ from semcorr.methods.nbb.densify import consistent_buddies
 from semcorr.methods.nbb.hybrid import closer_to, hybridize, more_active, save_hybrid
 from semcorr.methods.nbb.appearance import common_appearance
 from semcorr.methods.nbb.buddies import mutual_nearest, patch_similarity
-from semcorr.methods.nbb.pyramid import cells_to_pixels, child_regions, gather_windows, match_regions, one_to_one
+from semcorr.methods.nbb.pyramid import child_regions, gather_windows, match_regions, one_to_one
 from semcorr.methods.nbb.selection import activation_map, select_top_k, strong_pairs
 
 DATA = Path(__file__).resolve().parents[1] / "../shared/data"
@@ -201,12 +201,6 @@ def test_select_top_k_keeps_highest_rank_per_spatial_cluster():
     assert sorted(keep.tolist()) == sorted(expected)
     assert rank[keep].tolist() == sorted(rank[keep].tolist(), reverse=True)
     assert select_top_k(pts[:2], pts[:2], rank[:2], k=5).tolist() == torch.argsort(rank[:2], descending=True).tolist()
-
-
-def test_cells_to_pixels_centres():
-    pos = torch.tensor([[0, 0], [3, 5]])
-    assert cells_to_pixels(pos, (8, 8), (8, 8)).tolist() == [[0.0, 0.0], [5.0, 3.0]]
-    assert cells_to_pixels(pos, (4, 4), (8, 8)).tolist() == [[0.5, 0.5], [10.5, 6.5]]
 
 
 # -- moving least squares --------------------------------------------------------------------

@@ -1,12 +1,13 @@
-"""Files in and out: atomic writes (a result file is either complete or absent, never half-written)
-and :func:`read_torch`, which turns every way a ``torch.load`` can fail on a bad file into one
-line naming the file and the fix."""
+"""Files in and out: atomic writes (a result file is either complete or absent, never half-written),
+:func:`read_torch`, which turns every way a ``torch.load`` can fail on a bad file into one line
+naming the file and the fix, and :func:`safe_stem`, the one file-name sanitizer."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -16,6 +17,13 @@ from typing import Any
 import torch
 
 from semcorr.errors import SemcorrError
+
+
+def safe_stem(text: str, fallback: str = "") -> str:
+    """A file-name-safe stem: every run of characters outside ``[A-Za-z0-9._-]`` becomes one ``_``,
+    leading and trailing ``_`` are dropped (``"car(G)/a-b"`` -> ``"car_G_a-b"``); ``fallback`` when
+    nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or fallback
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -29,7 +29,6 @@ import csv
 import io
 import json
 import math
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -361,18 +360,15 @@ def csv_text(runs: Sequence[Run]) -> str:
 
 
 # -- plots -----------------------------------------------------------------------------------
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
-
-
 def write_plots(blocks: Sequence[Block], out: Path, alpha: float = 0.1) -> list[Path]:
     """PCK-vs-alpha curves and per-category bars of every block; returns the PNG paths."""
+    from semcorr.io import safe_stem
     from semcorr.viz.plots import category_bars, pck_curves  # matplotlib only when plotting
 
     written = []
     for block in blocks:
         mine, title = block.runs, block_title(block, blocks)
-        stem = safe_name(title)
+        stem = safe_stem(title)
         alphas = alphas_of(mine)
         if alphas:
             series = {r.label: [(a, r.value(alpha_key(a))) for a in alphas] for r in mine}
@@ -381,7 +377,7 @@ def write_plots(blocks: Sequence[Block], out: Path, alpha: float = 0.1) -> list[
             categories, _ = subsets_of(mine, metric)
             if categories:
                 series = {r.label: [r.value(f"{metric}/{c}") for c in categories] for r in mine}
-                path = out / f"{stem}_{safe_name(metric)}_per_category.png"
+                path = out / f"{stem}_{safe_stem(metric)}_per_category.png"
                 written.append(category_bars(categories, series, path, f"{title}: {metric_title} per category", f"{metric_title} (%)"))
     return written
 

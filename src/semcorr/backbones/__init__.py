@@ -5,6 +5,11 @@
 features of the requested layer ids, with ``channels``/``stride``/``receptive_field`` per id.
 Layer ids: see :mod:`.resnet` (HPF convention), :mod:`.vgg` (relu1_1..relu5_1) and
 :mod:`.mobilenet` (``features`` indices).
+
+Modules: :mod:`.base` (the :class:`Backbone` interface), :mod:`.factory` (``load_backbone``),
+:mod:`.resnet`, :mod:`.vgg`, :mod:`.mobilenet` (the extractors), :mod:`.weights` (pretrained
+weights, offline packages), :mod:`.geometry` (strides and receptive fields) and :mod:`.inversion`
+(feature inversion by L-BFGS, for DIA and NBB).
 """
 
 from .base import Backbone

@@ -29,7 +29,7 @@ difficulty levels) as ints, and per-pair subset flags listed in ``subset_flags``
 ``clean``) as bools.
 
 What a dataset is evaluated with is declared by the dataset: :attr:`PairDataset.evaluators` names
-the metric families (``pck``, ``flow``, ``masks``, see :mod:`semcorr.metrics.evaluator`), and
+the metric families (``pck``, ``flow``, ``masks``, see :mod:`semcorr.metrics.evaluators`), and
 :meth:`PairDataset.protocol` describes how its numbers are measured (written into every
 ``metrics.json``, see :mod:`semcorr.protocol`).
 """
@@ -223,7 +223,7 @@ class PairDataset(Dataset):
 
     @property
     def evaluators(self) -> tuple[str, ...]:
-        """The metric families this dataset is evaluated with (:mod:`semcorr.metrics.evaluator`):
+        """The metric families this dataset is evaluated with (:mod:`semcorr.metrics.evaluators`):
         ``("pck",)`` for keypoint datasets, none without keypoints; datasets with dense ground
         truth override it."""
         return ("pck",) if self.threshold != "none" else ()

@@ -93,7 +93,7 @@ from PIL import Image
 from semcorr.data.base import PairDataset, PairRecord
 from semcorr.data.flo import read_flo
 from semcorr.errors import AnnotationError, ConfigError, DatasetNotFoundError
-from semcorr.metrics.warping import pixel_grid
+from semcorr.grid import pixel_grid
 
 #: The three subsets, in reporting order.
 SUBSETS = ("FG3DCar", "JODS", "PASCAL")

@@ -72,6 +72,7 @@ from kornia.geometry.transform import remap, warp_points_tps
 from scipy.spatial import cKDTree
 
 from semcorr.errors import ConfigError
+from semcorr.grid import pixel_points
 
 #: Tolerance (px) of the "inside the hull" tests, absorbing float round-off at the borders.
 HULL_TOL = 1e-6
@@ -175,12 +176,6 @@ def control_grid() -> torch.Tensor:
     t = torch.tensor([-1.0, 0.0, 1.0], dtype=_DT)
     v, u = torch.meshgrid(t, t, indexing="ij")
     return torch.stack([u.reshape(-1), v.reshape(-1)], dim=-1)
-
-
-def pixel_grid(height: int, width: int, dtype: torch.dtype = _DT) -> torch.Tensor:
-    """Pixel centres (x, y) of an (H, W) image: (H, W, 2)."""
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype), indexing="ij")
-    return torch.stack([xs, ys], dim=-1)
 
 
 def inside(points: torch.Tensor, height: int, width: int, margin: float = 0.0) -> torch.Tensor:
@@ -396,7 +391,7 @@ class Warp:
     def sampling_grid(self) -> torch.Tensor:
         """M on every target pixel: (H, W, 2) float64 source pixel coordinates (x, y)."""
         h, w = self.size
-        return self.trg_to_src(pixel_grid(h, w).reshape(-1, 2)).reshape(h, w, 2)
+        return self.trg_to_src(pixel_points(h, w, dtype=_DT)).reshape(h, w, 2)
 
     def render(self, image: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
         """The target image: ``trg(p) = src(M(p))``, bilinear, ``padding_mode`` outside the source.
@@ -427,7 +422,7 @@ class Warp:
         target position leaves the target hull (or the inversion misses ``tol``).
         """
         h, w = self.size
-        src = pixel_grid(h, w).reshape(-1, 2)
+        src = pixel_points(h, w, dtype=_DT)
         trg = self.src_to_trg(src, tol=tol)
         trg = torch.where(inside(trg, h, w)[:, None], trg, torch.full_like(trg, math.nan))
         return (trg - src).reshape(h, w, 2).permute(2, 0, 1).to(torch.float32).contiguous()

@@ -1,4 +1,5 @@
-"""The evaluation run behind ``python evaluate.py``: config in, metrics and files out.
+"""The evaluation runner behind ``python evaluate.py`` (:func:`run_evaluation`): config in, metrics
+and files out. The LightningModule it runs is :mod:`semcorr.lit.evaluation_module`.
 
 Steps: check the config against its schemas (:mod:`semcorr.config`: one line per wrong value,
 before any work); seed; build the dataset, its metric families (:mod:`semcorr.metrics.evaluators`),
@@ -12,7 +13,7 @@ captioned pictures to the logger (W&B offline by default, runs grouped by datase
 ``<method>-<dataset>`` from the configs' ``name``); print a summary of the files.
 
 Distributed (``trainer=ddp trainer.devices=N [trainer.num_nodes=M]``): each process evaluates its
-own shard of the pairs (no pair twice, see :mod:`semcorr.lit.evaluation`); the metrics are synced
+own shard of the pairs (no pair twice, see :mod:`semcorr.lit.evaluation_module`); the metrics are synced
 through torchmetrics and every process returns the same numbers; only global rank 0 writes
 ``metrics.json``/predictions, prints and logs. Pictures are written by the process that evaluated
 the pair: the same files as in a single-process run.
@@ -54,7 +55,7 @@ from semcorr.config import EVALUATE, validate_config
 from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError, OutputError
 from semcorr.io import write_text
-from semcorr.lit.evaluation import EvaluationModule
+from semcorr.lit.evaluation_module import EvaluationModule
 from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
 from semcorr.lit.journal import EvaluationJournal, JournalCallback
 from semcorr.lit.loggers import RunningMetrics, log_pictures, log_tables, wandb_run_id

@@ -160,7 +160,7 @@ class JournalCallback(Callback):
     interruption. Later test passes (other modules, e.g. the ``pictures=worst`` pass) are left alone.
 
     Args:
-        module: the :class:`~semcorr.lit.evaluation.EvaluationModule` (``records``).
+        module: the :class:`~semcorr.lit.evaluation_module.EvaluationModule` (``records``).
         journal: its journal.
     """
 

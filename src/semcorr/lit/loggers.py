@@ -71,7 +71,7 @@ class RunningMetrics(Callback):
     """Running PCK of ``module``'s pairs every ``every_n`` pairs (see the module docstring).
 
     Args:
-        module: the :class:`~semcorr.lit.evaluation.EvaluationModule` (its ``records``, ``alphas``).
+        module: the :class:`~semcorr.lit.evaluation_module.EvaluationModule` (its ``records``, ``alphas``).
         every_n: pairs between two logs (0: never).
     """
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from semcorr.grid import pixel_grid
+from semcorr.grid import pixel_points
 
 #: Values of the ``dense`` argument of :meth:`Matcher.forward` besides None.
 DENSE_DIRECTIONS = ("forward", "backward")
@@ -123,7 +123,7 @@ class Matcher(nn.Module):
             has no answer.
         """
         b, _, h, w = src_img.shape
-        grid = pixel_grid(h, w, src_img.device).reshape(2, h * w).T[None].expand(b, -1, -1)
+        grid = pixel_points(h, w, src_img.device)[None].expand(b, -1, -1)
         out = torch.cat(
             [
                 self(src_img, trg_img, grid[:, i : i + self.dense_chunk], src_ids, trg_ids).points

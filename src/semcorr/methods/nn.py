@@ -34,10 +34,9 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 from semcorr.methods.base import Matcher, MatchOutput
-from semcorr.grid import pixel_grid
+from semcorr.grid import pixel_points, sample_at
 from semcorr.methods.cache import LRUCache
 from semcorr.methods.hpf import HyperpixelFlow
-from semcorr.metrics.warping import sample_at
 
 #: The read-outs (see the module docstring).
 READOUTS = ("argmax", "soft_argmax", "kernel_soft_argmax", "box")
@@ -45,7 +44,7 @@ READOUTS = ("argmax", "soft_argmax", "kernel_soft_argmax", "box")
 
 def cell_centres(height: int, width: int, stride: int, device=None) -> Tensor:
     """(h w, 2) pixel coordinates (x, y) of the cells of an (h, w) layer, row-major."""
-    return pixel_grid(height, width, device).reshape(2, -1).T * float(stride)
+    return pixel_points(height, width, device) * float(stride)
 
 
 def read_out(sim: Tensor, stride: int, readout: str, temperature: float = 0.02, sigma: float = 5.0) -> Tensor:

@@ -23,7 +23,8 @@ Outside the image, ``padding_mode="zeros"`` interpolates against zero-valued pix
 (NaN) values of a sampled field only reach the outputs whose interpolation gives them a non-zero
 weight.
 
-Everything here is plain torch (``grid_sample``); nothing is hand-written beyond the coordinate
+Everything here is plain torch (``grid_sample`` through :func:`semcorr.grid.sample_at`, the
+project's one sampler of a field at points); nothing is hand-written beyond the coordinate
 bookkeeping.
 """
 
@@ -32,24 +33,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
-#: Normalised coordinate used for NaN positions: far outside [-1, 1], so zero padding applies.
-_OUTSIDE = -8.0
-
-
-def pixel_grid(height: int, width: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Pixel-centre coordinates of an image.
-
-    Returns:
-        (2, H, W) tensor: channel 0 is x (column index), channel 1 is y (row index).
-    """
-    ys, xs = torch.meshgrid(
-        torch.arange(height, device=device, dtype=dtype),
-        torch.arange(width, device=device, dtype=dtype),
-        indexing="ij",
-    )
-    return torch.stack([xs, ys])
+from semcorr.grid import pixel_grid, sample_at
 
 
 def flow_to_points(flow: torch.Tensor) -> torch.Tensor:
@@ -74,54 +59,6 @@ def points_to_flow(points: torch.Tensor) -> torch.Tensor:
 def flow_valid(flow: torch.Tensor) -> torch.Tensor:
     """(B, 2, H, W) flow -> (B, H, W) bool, True where both components are finite."""
     return torch.isfinite(flow).all(dim=1)
-
-
-def _normalised_grid(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(B, 2, H', W') pixel positions in an (height, width) image -> (B, H', W', 2) grid_sample grid.
-
-    align_corners=True normalisation; NaN positions go far outside the image.
-    """
-    scale = points.new_tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)])
-    grid = points.permute(0, 2, 3, 1) * scale - 1.0
-    return torch.where(torch.isfinite(grid).all(dim=-1, keepdim=True), grid, torch.full_like(grid, _OUTSIDE))
-
-
-def sample_at(
-    field: torch.Tensor,
-    points: torch.Tensor,
-    mode: str = "bilinear",
-    padding_mode: str = "zeros",
-    fill: float = 0.0,
-) -> torch.Tensor:
-    """Sample a field at pixel positions (pixel centres at integer coordinates).
-
-    Args:
-        field: (B, C, H, W) values; NaN entries are "unknown".
-        points: (B, 2, H', W') positions (x, y) in ``field``'s pixels; NaN: no position.
-        mode: ``"bilinear"`` or ``"nearest"``.
-        padding_mode: ``"zeros"`` (outside the image counts as 0) or ``"border"`` (clamped).
-        fill: value returned where the position is NaN.
-
-    Returns:
-        (B, C, H', W'). With bilinear sampling an output is NaN iff a neighbour with non-zero
-        weight is unknown (unknown values do not leak through zero weights).
-    """
-    _, _, h, w = field.shape
-    field = field.float()
-    grid = _normalised_grid(points.float(), h, w)
-    unknown = ~torch.isfinite(field)
-    if unknown.any():
-        known = (~unknown).float()
-        values = F.grid_sample(torch.where(unknown, 0.0, field), grid, mode=mode, padding_mode=padding_mode, align_corners=True)
-        weight = F.grid_sample(known, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
-        # The total weight of the in-image neighbours (zero padding contributes none): an output is
-        # known iff all of its in-image neighbours with non-zero weight are known.
-        ones = F.grid_sample(torch.ones_like(known), grid, mode=mode, padding_mode=padding_mode, align_corners=True)
-        out = torch.where(weight >= ones - 1e-6, values, torch.full_like(values, float("nan")))
-    else:
-        out = F.grid_sample(field, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
-    no_position = ~torch.isfinite(points).all(dim=1, keepdim=True)
-    return torch.where(no_position, torch.full_like(out, fill), out)
 
 
 def warp_by_flow(

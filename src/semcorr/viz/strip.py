@@ -9,7 +9,6 @@ name (path separators and other unsafe characters become ``_``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from semcorr.io import atomic_write
+from semcorr.io import atomic_write, safe_stem
 
 #: Pixels of white between the images of a strip.
 GAP = 4
@@ -26,8 +25,8 @@ LABEL_HEIGHT = 14
 
 
 def file_stem(pair_id: str) -> str:
-    """A file-name-safe stem for a pair id (``"car(G)/a-b"`` -> ``"car_G_a-b"``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", pair_id).strip("_") or "pair"
+    """A file-name-safe stem for a pair id (:func:`semcorr.io.safe_stem`; ``"pair"`` when empty)."""
+    return safe_stem(pair_id, fallback="pair")
 
 
 def to_pil(img: torch.Tensor) -> Image.Image:

@@ -13,20 +13,20 @@ from .hough import gaussian_kernel, hough_space
 from .matcher import HyperpixelFlow
 from .rhm import match_fast
 from .rhm_reference import match_reference, rhm_reference
-from .transfer import dense_transfer, transfer_points, transfer_reference
+from .transfer import box_transfer, box_transfer_reference, dense_box_transfer
 
 __all__ = [
     "HyperImage",
     "HyperpixelFlow",
     "HyperpixelGrid",
+    "box_transfer",
+    "box_transfer_reference",
     "build_hyperimage",
-    "dense_transfer",
+    "dense_box_transfer",
     "gaussian_kernel",
     "hough_space",
     "hyperpixel_grid",
     "match_fast",
     "match_reference",
     "rhm_reference",
-    "transfer_points",
-    "transfer_reference",
 ]

@@ -25,7 +25,7 @@ from .hough import gaussian_kernel
 from .rhm import match_fast
 from .rhm_reference import match_reference
 from .similarity import Workspace
-from .transfer import dense_transfer, transfer_points, transfer_reference
+from .transfer import box_transfer, box_transfer_reference, dense_box_transfer
 
 
 class HyperpixelFlow(Matcher):
@@ -193,8 +193,8 @@ class HyperpixelFlow(Matcher):
     def _transfer_matched(self, src: HyperpixelGrid, trg: HyperpixelGrid, match: Tensor, points: Tensor) -> Tensor:
         """The keypoint transfer rule for matched grids: fast grid form or the reference form."""
         if self.fast:
-            return transfer_points(src, trg, match, points)
-        return transfer_reference(src.boxes(match.device), trg.boxes(match.device), match, points)
+            return box_transfer(src, trg, match, points)
+        return box_transfer_reference(src.boxes(match.device), trg.boxes(match.device), match, points)
 
     @torch.no_grad()
     def transfer(self, src: HyperImage, trg: HyperImage, points: Tensor) -> Tensor:
@@ -265,10 +265,10 @@ class HyperpixelFlow(Matcher):
             sparse_trg[i, :n] = tg.centres(match.device)[match[top.indices]]
             sparse_score[i, :n] = top.values
             if dense == "forward":
-                flow[i] = dense_transfer(sg, tg, match)
+                flow[i] = dense_box_transfer(sg, tg, match)
             elif dense == "backward":
                 reverse = self.match(trgs[i], srcs[i])
                 if reverse is not None:
-                    flow[i] = dense_transfer(tg, sg, reverse[0])
+                    flow[i] = dense_box_transfer(tg, sg, reverse[0])
         extras = {"sparse_src": sparse_src, "sparse_trg": sparse_trg, "sparse_score": sparse_score}
         return MatchOutput(points, extras, flow)

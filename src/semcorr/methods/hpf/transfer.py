@@ -4,10 +4,12 @@ Hand-written: the rule is specific to HPF and no library implements it.
 
 A source point ``p`` collects every kept source box containing it (bounds inclusive). Each such
 box ``q`` proposes ``trg_box[match[q]].topleft + (p - src_box[q].topleft)``; the prediction is
-their mean. A point in no kept box gets NaN (it counts as wrong).
+their mean. A point in no kept box gets NaN (it counts as wrong). The names say "box" because the
+rule moves points with the matched receptive-field boxes (SAM-Net's ``transfer_points`` moves them
+through an affine field instead).
 
-:func:`transfer_reference` follows the rule literally with a points x boxes membership matrix.
-:func:`transfer_points` and :func:`dense_transfer` use the grid instead: box ``c`` of an axis
+:func:`box_transfer_reference` follows the rule literally with a points x boxes membership matrix.
+:func:`box_transfer` and :func:`dense_box_transfer` use the grid instead: box ``c`` of an axis
 spans ``[c j - r, c j + r]``, so the boxes holding a coordinate form an interval of cells found
 arithmetically, the boxes holding a point are a rectangle of the kept grid, and the sum of the
 matched target corners over that rectangle is four reads of a summed-area table. Memory is
@@ -19,10 +21,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from semcorr.grid import pixel_grid
+
 from .geometry import HyperpixelGrid
 
 
-def transfer_reference(src_boxes: Tensor, trg_boxes: Tensor, match: Tensor, points: Tensor) -> Tensor:
+def box_transfer_reference(src_boxes: Tensor, trg_boxes: Tensor, match: Tensor, points: Tensor) -> Tensor:
     """The reference transfer rule with an explicit membership matrix.
 
     Args:
@@ -123,7 +127,7 @@ def _rect_transfer(
     return out.masked_fill(empty[..., None], float("nan"))
 
 
-def transfer_points(src: HyperpixelGrid, trg: HyperpixelGrid, match: Tensor, points: Tensor) -> Tensor:
+def box_transfer(src: HyperpixelGrid, trg: HyperpixelGrid, match: Tensor, points: Tensor) -> Tensor:
     """The reference transfer rule computed on the grid (no membership matrix).
 
     Args:
@@ -142,7 +146,7 @@ def transfer_points(src: HyperpixelGrid, trg: HyperpixelGrid, match: Tensor, poi
     return _rect_transfer(src, table, points[:, 0], points[:, 1], xr, yr).to(points.dtype)
 
 
-def dense_transfer(src: HyperpixelGrid, trg: HyperpixelGrid, match: Tensor) -> Tensor:
+def dense_box_transfer(src: HyperpixelGrid, trg: HyperpixelGrid, match: Tensor) -> Tensor:
     """Transfer every source pixel ``(x, y)``, integer coordinates, by the same rule.
 
     Args:
@@ -163,5 +167,4 @@ def dense_transfer(src: HyperpixelGrid, trg: HyperpixelGrid, match: Tensor) -> T
     x0, x1 = covering_cells(xs, src.cols.start, len(src.cols), src.jump, src.half_rf)
     y0, y1 = covering_cells(ys, src.rows.start, len(src.rows), src.jump, src.half_rf)
     pred = _rect_transfer(src, table, xs[None, :], ys[:, None], (x0[None, :], x1[None, :]), (y0[:, None], y1[:, None]))
-    grid = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), dim=-1)
-    return (pred - grid).permute(2, 0, 1)
+    return pred.permute(2, 0, 1) - pixel_grid(h, w, device)

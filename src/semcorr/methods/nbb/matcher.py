@@ -52,7 +52,7 @@ from torch import Tensor
 
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
-from semcorr.grid import pixel_grid
+from semcorr.grid import cells_to_pixels, pixel_grid
 from semcorr.methods.base import Matcher, MatchOutput
 from semcorr.methods.cache import LRUCache
 
@@ -60,7 +60,7 @@ from .alignment import align_pair, save_alignment, write_correspondences
 from .densify import DENSIFY_RULES, consistent_buddies
 from .hybrid import hybridize, save_hybrid
 from .mls import MLS_KINDS, mls_grid, mls_map
-from .pyramid import Buddies, cells_to_pixels, coarse_to_fine
+from .pyramid import Buddies, coarse_to_fine
 from .selection import select_top_k
 
 
@@ -238,8 +238,8 @@ class NeuralBestBuddies(Matcher):
             feats_src, feats_trg, self.strides, self.levels, self.patch_sizes, self.radii,
             self.gamma, self.response_power, self.k_per_level, self.seed,
         )
-        src = cells_to_pixels(buddies.pos_a, buddies.shape_a, src_hw)
-        trg = cells_to_pixels(buddies.pos_b, buddies.shape_b, trg_hw)
+        src = cells_to_pixels(buddies.pos_a.flip(1).float(), buddies.shape_a, src_hw)  # (y, x) cells -> (x, y)
+        trg = cells_to_pixels(buddies.pos_b.flip(1).float(), buddies.shape_b, trg_hw)
         inside = self._away_from_border(src, src_hw) & self._away_from_border(trg, trg_hw)
         src, trg, rank = src[inside], trg[inside], buddies.rank[inside]
         kept = consistent_buddies(src, trg, self.densify, self.outlier_px, self.mls_alpha, self.transfer_mls)

@@ -301,18 +301,3 @@ def coarse_to_fine(
         counts.append(int(rank.shape[0]))
         seconds.append(time.perf_counter() - tic)
     return Buddies(pos_a, pos_b, rank, shape_a, shape_b, counts, seconds)
-
-
-def cells_to_pixels(pos: Tensor, shape: tuple[int, int], image_hw: tuple[int, int]) -> Tensor:
-    """Image pixel coordinates of feature cells (cell centres, the map spanning the whole image).
-
-    Args:
-        pos: (M, 2) long (y, x) cells of an (h, w) map.
-        shape: (h, w) of the map.
-        image_hw: (H, W) of the image.
-
-    Returns:
-        (M, 2) float (x, y) pixels: ``(x + 0.5) * W / w - 0.5`` (identity when the map is the image).
-    """
-    scale = torch.tensor([image_hw[1] / shape[1], image_hw[0] / shape[0]], device=pos.device)
-    return (pos.flip(1).float() + 0.5) * scale - 0.5
