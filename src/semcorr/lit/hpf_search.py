@@ -33,7 +33,6 @@ import csv
 import io
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -46,6 +45,7 @@ from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError
 from semcorr.io import write_json, write_text
 from semcorr.lit.evaluate import build_logger, build_trainer, finish_run
+from semcorr.lit.train import dataset_split, start_run
 from semcorr.methods.base import MatchOutput
 from semcorr.methods.cache import LRUCache
 from semcorr.methods.hpf import HyperpixelFlow
@@ -138,11 +138,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     Returns:
         dict with ``layers`` (the best set), ``score`` and ``beams``.
     """
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = cfg.model
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run_dir = start_run(cfg)
 
     overrides = {}
     if model.threshold is not None:
@@ -153,7 +150,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
                 "set model.threshold=null for the dataset's default"
             )
         overrides["threshold"] = model.threshold
-    dataset = instantiate(cfg.dataset, split=model.split, **overrides)
+    dataset = dataset_split(cfg.dataset, str(model.split), "model.split", "the HPF layer search", **overrides)
     matcher: HyperpixelFlow = instantiate(model.matcher)
     candidates = model.candidate_layers if model.candidate_layers is not None else matcher.backbone.layer_ids
     scorer = LayerSetScorer(matcher, candidates, dataset.categories, model.alpha, model.feature_cache_images)
