@@ -18,6 +18,7 @@ from semcorr.methods.samnet.correlation import (
     local_correlation,
     matching_weight,
     mixed_volume,
+    voted_translation,
 )
 
 
@@ -110,3 +111,17 @@ def test_argmax_field_sends_each_cell_to_its_most_similar_target_cell():
     target = field[0, 4:] + torch.stack(torch.meshgrid(torch.arange(2.0), torch.arange(3.0), indexing="ij")[::-1])
     assert target[:, 0, 0].tolist() == [3.0, 1.0] and target[:, 1, 1].tolist() == [0.0, 0.0]
     assert target[:, 0, 2].tolist() == [0.0, 0.0]
+
+
+def test_voted_translation_is_the_offset_most_cells_agree_on():
+    torch.manual_seed(3)
+    src = torch.randn(1, 16, 6, 8)
+    trg = torch.roll(src, shifts=(-1, 2), dims=(2, 3))  # F^t(i + (2, -1)) = F^s(i) for cells not wrapped
+    shift = voted_translation(correlation_volume(src, trg), (6, 8))
+    assert shift.tolist() == [[2.0, -1.0]]
+    # by hand: 3 cells vote (1, 0) with similarity 1, one cell votes (-2, 1) with similarity 1: (1, 0) wins
+    volume = torch.full((1, 4, 3, 3), -1.0)  # a 2x2 source grid, a 3x3 target map
+    for cell, (x, y) in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
+        volume[0, cell, y, x + 1] = 1.0 if cell < 3 else -1.0
+    volume[0, 3, 2, 0] = 1.0  # cell (1, 1) is most like target (0, 2): offset (-1, 1)
+    assert voted_translation(volume, (2, 2)).tolist() == [[1.0, 0.0]]

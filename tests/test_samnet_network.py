@@ -15,8 +15,9 @@ from fixtures_samnet import TinyBackbone, tiny_net, write_photos
 from semcorr.backbones import load_backbone
 from semcorr.errors import ConfigError
 from semcorr.methods.samnet import SAMNet, SAMNetLoss
-from semcorr.methods.samnet.affine import identity_field
-from semcorr.methods.samnet.correlation import argmax_field, correlation_volume
+from semcorr.methods.samnet.affine import clamp_field, identity_field, translation_field
+from semcorr.methods.samnet.correlation import argmax_field, correlation_volume, voted_translation
+from semcorr.methods.samnet.matching import field_features
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,21 +119,37 @@ def test_zero_attribute_weight_matches_on_the_source_features_only():
         tiny_net(attribute_weight="half")
 
 
-def test_argmax_init_starts_from_the_global_nearest_neighbour():
-    net = tiny_net(iterations=2, init="argmax").eval()
+def test_initial_fields_translation_and_argmax():
     src, trg = torch.rand(1, 3, 64, 48), torch.rand(1, 3, 64, 48)
-    with torch.no_grad():
-        out = net(src, trg)
-        expected = argmax_field(correlation_volume(out.src_feature, out.trg_feature), (8, 6))
-    assert not torch.equal(expected, identity_field(1, 8, 6))
-    assert torch.equal(out.iterations[0].field, expected)  # the untrained head adds nothing
+    for init in ("translation", "argmax"):
+        net = tiny_net(iterations=2, init=init).eval()
+        with torch.no_grad():
+            out = net(src, trg)
+            volume = correlation_volume(out.src_feature, out.trg_feature)
+        if init == "argmax":
+            expected = argmax_field(volume, (8, 6))
+        else:
+            expected = clamp_field(translation_field(voted_translation(volume, (8, 6)), 8, 6), 8, 6)
+        assert not torch.equal(expected, identity_field(1, 8, 6)), init
+        assert torch.equal(out.iterations[0].field, expected), init  # the untrained head adds nothing
     with pytest.raises(ConfigError, match="model.network.init"):
         tiny_net(init="random")
 
 
+def test_field_input_reaches_the_matching_network():
+    net = tiny_net(iterations=2, field_input=True)
+    assert net.matching.encoder[0][0].in_channels == 81 + 6
+    field = identity_field(1, 4, 5)
+    field[:, 0], field[:, 4], field[:, 5] = 1.5, 2.0, -1.0
+    features = field_features(field)
+    assert features[0, :, 0, 0].tolist() == pytest.approx([0.5, 0.0, 0.0, 0.0, 2.0 / 5, -1.0 / 4])
+    out = moving(net).eval()(torch.rand(1, 3, 64, 48), torch.rand(1, 3, 64, 48))
+    assert out.final.field.shape == (1, 6, 8, 6)
+
+
 def test_settings_rebuild_the_same_network():
     net = tiny_net(layers=[1, 2], iterations=2, coarse_iterations=1, attribute_weight="zero", droplink_keeps="skip",
-                   init="argmax")
+                   init="argmax", field_input=True)
     again = SAMNet(TinyBackbone(), **net.settings())
     assert again.settings() == net.settings()
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}

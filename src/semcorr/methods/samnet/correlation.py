@@ -140,6 +140,37 @@ def argmax_field(volume: Tensor, grid_hw: tuple[int, int]) -> Tensor:
     return field
 
 
+def voted_translation(volume: Tensor, grid_hw: tuple[int, int]) -> Tensor:
+    """The translation most cells' best matches agree on: a Hough vote of the argmax offsets.
+
+    Every source cell votes for the offset (in whole cells) to its most similar target cell with
+    weight ``clamp(cos, 0)^3`` (HPF's similarity exponent); the votes are smoothed with the 3x3
+    binomial kernel ``[1, 2, 1]^T [1, 2, 1] / 16`` (neighbouring offsets support each other, the
+    centre counts most, so a lone peak keeps its place) and the top one wins.
+
+    Args:
+        volume: (B, h * w, h', w') from :func:`correlation_volume`.
+        grid_hw: (h, w) of the source grid.
+
+    Returns:
+        (B, 2) translation (x, y) in cells.
+    """
+    b, _, th, tw = volume.shape
+    h, w = grid_hw
+    best, index = volume.reshape(b, h * w, th * tw).max(dim=2)
+    grid = cell_grid(h, w, volume.device, volume.dtype).reshape(2, h * w)
+    dx = (index % tw).to(volume.dtype) - grid[0]  # in -(w - 1) .. tw - 1
+    dy = torch.div(index, tw, rounding_mode="floor").to(volume.dtype) - grid[1]
+    bins_x, bins_y = w + tw - 1, h + th - 1
+    bins = (dy + (h - 1)).long() * bins_x + (dx + (w - 1)).long()  # (B, h * w)
+    votes = volume.new_zeros(b, bins_y * bins_x).scatter_add_(1, bins, best.clamp(min=0.0).pow(3))
+    taps = volume.new_tensor([1.0, 2.0, 1.0])
+    kernel = (taps[:, None] * taps[None, :] / 16.0).view(1, 1, 3, 3)
+    votes = F.conv2d(votes.reshape(b, 1, bins_y, bins_x), kernel, padding=1).reshape(b, -1)
+    top = votes.argmax(dim=1)
+    return torch.stack([(top % bins_x) - (w - 1), torch.div(top, bins_x, rounding_mode="floor") - (h - 1)], dim=1).to(volume.dtype)
+
+
 def normalise_correlation(corr: Tensor) -> Tensor:
     """ReLU and L2 normalisation over the window entries (the matching network's input).
 

@@ -31,13 +31,14 @@ with its entries ``coarse_dilation`` cells apart (a 9x9 window spanning +-8 cell
 and regress their update with a matching network of their own; the later iterations use the
 paper's dense window. Same grid, same features: only the search range changes.
 
-Initial field (a departure): the paper starts from ``T^0 = [I, 0]`` (``init="identity"``).
-``init="argmax"`` starts every source cell at its most similar target cell over the whole map (the
-global nearest neighbour of the matching feature, :func:`~.correlation.argmax_field`; ``A = I``),
-and the iterations refine from there: a 9x9 window moves a field by at most a few cells per
-iteration, too little for the displacements between two instances (README: the first trained
-preset reached PCK@0.1 33.8 on the validation pairs from the identity, where the argmax field
-alone scores 50.7).
+Initial field (a departure): the paper starts from ``T^0 = [I, 0]`` (``init="identity"``); a 9x9
+window moves a field by at most a few cells per iteration, too little for the displacements
+between two instances. ``init="translation"`` starts from the whole-image translation that most
+cells' best matches vote for (:func:`~.correlation.voted_translation`, the coarsest level of a
+coarse-to-fine search: one cell of the size of the image), and the iterations refine locally
+from there. ``init="argmax"`` starts every cell at its own most similar target cell
+(:func:`~.correlation.argmax_field`), outliers included, which the local window cannot correct
+(numbers in README).
 
 ``attribute_weight="zero"`` sets ``lambda^l = 0`` in eq. 5 only (the matching reads ``F^s``, the
 paper's "wo/Att." ablation for the matching); the blend of eq. 8, the decoder and the losses keep
@@ -57,7 +58,7 @@ from torch import Tensor, nn
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 
-from .affine import clamp_field, identity_field
+from .affine import FIELD_CHANNELS, clamp_field, identity_field, translation_field
 from .blending import blend_features
 from .correlation import (
     ATTRIBUTE_WEIGHTS,
@@ -69,15 +70,16 @@ from .correlation import (
     matching_weight,
     mixed_volume,
     normalise_correlation,
+    voted_translation,
 )
 from .decoder import FeatureDecoder
-from .matching import MatchingNetwork
+from .matching import MatchingNetwork, field_features
 
 #: Stride of the default matching layer (that of VGG-19 relu4_1).
 DEFAULT_STRIDE = 8
 
 #: Initial fields (:class:`SAMNet` ``init``).
-INITS = ("identity", "argmax")
+INITS = ("identity", "translation", "argmax")
 
 
 def default_layer(backbone: Backbone) -> int:
@@ -167,7 +169,9 @@ class SAMNet(nn.Module):
         attribute_weight: ``"paper"`` (``lambda^l = 1 - exp(-l)`` in eq. 5) or ``"zero"``.
         coarse_iterations: leading iterations with the dilated window (0: none, the paper).
         coarse_dilation: spacing of their window entries in cells.
-        init: the initial field: ``"identity"`` (the paper) or ``"argmax"``.
+        init: the initial field: ``"identity"`` (the paper), ``"translation"`` or ``"argmax"``.
+        field_input: also give the matching network the current field (:mod:`.matching`; the
+            paper: False).
     """
 
     def __init__(
@@ -186,6 +190,7 @@ class SAMNet(nn.Module):
         coarse_iterations: int = 0,
         coarse_dilation: int = 2,
         init: str = "identity",
+        field_input: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -223,12 +228,14 @@ class SAMNet(nn.Module):
             "coarse_iterations": self.coarse_iterations,
             "coarse_dilation": self.coarse_dilation,
             "init": init,
+            "field_input": bool(field_input),
         }
         self.init = init
-        window = (2 * self.window_radius + 1) ** 2
-        self.matching = MatchingNetwork(window, matching_channels, max_shift=self.window_radius)
+        self.field_input = bool(field_input)
+        inputs = (2 * self.window_radius + 1) ** 2 + (FIELD_CHANNELS if self.field_input else 0)
+        self.matching = MatchingNetwork(inputs, matching_channels, max_shift=self.window_radius)
         self.coarse_matching = (
-            MatchingNetwork(window, matching_channels, max_shift=self.window_radius * self.coarse_dilation)
+            MatchingNetwork(inputs, matching_channels, max_shift=self.window_radius * self.coarse_dilation)
             if self.coarse_iterations > 0
             else None
         )
@@ -294,6 +301,8 @@ class SAMNet(nn.Module):
         b, _, h, w = src.shape
         if self.init == "argmax":
             field = argmax_field(volume, (h, w))
+        elif self.init == "translation":
+            field = clamp_field(translation_field(voted_translation(volume, (h, w)), h, w), trg.shape[-2], trg.shape[-1])
         else:
             field = identity_field(b, h, w, src.device, src.dtype)
         attr = src
@@ -333,7 +342,10 @@ class SAMNet(nn.Module):
         dilation = self.coarse_dilation if coarse else 1
         mixed = mixed_volume(volume, attr, trg, matching_weight(step, self.attribute_weight))
         corr = local_correlation(mixed, field, self.window_radius, dilation)
-        field = clamp_field(field + matching(normalise_correlation(corr)), trg.shape[-2], trg.shape[-1])
+        inputs = normalise_correlation(corr)
+        if self.field_input:
+            inputs = torch.cat([inputs, field_features(field)], dim=1)
+        field = clamp_field(field + matching(inputs), trg.shape[-2], trg.shape[-1])
         if self.attribute_weight == "zero" and not last:
             return SAMNetIteration(field=field, image=None, confidence=None, attr_feature=None)
         alpha = confidence(corr)
