@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -11,6 +12,16 @@ from torch import nn
 from semcorr.backbones.base import Backbone
 from semcorr.backbones.geometry import stage_geometry
 from semcorr.methods.samnet import SAMNet
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread (autouse in the modules that import it): on a small shared CPU, OpenMP
+    threads spin against other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class TinyBackbone(Backbone):

@@ -11,22 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fixtures_samnet import TinyBackbone, tiny_net, write_photos
+from fixtures_samnet import TinyBackbone, one_thread, tiny_net, write_photos  # noqa: F401 (autouse fixture)
 from semcorr.backbones import load_backbone
 from semcorr.errors import ConfigError
 from semcorr.methods.samnet import SAMNet, SAMNetLoss
 from semcorr.methods.samnet.affine import clamp_field, identity_field, translation_field
 from semcorr.methods.samnet.correlation import argmax_field, correlation_volume, voted_translation
 from semcorr.methods.samnet.matching import field_features
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spin against other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def moving(net: SAMNet) -> SAMNet:

@@ -23,7 +23,7 @@ from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
 
 from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
-from fixtures_samnet import TinyBackbone, write_photos
+from fixtures_samnet import TinyBackbone, one_thread, write_photos  # noqa: F401 (autouse fixture)
 from semcorr.backbones import load_backbone
 from semcorr.cli import find_user_error
 from semcorr.errors import ConfigError, DatasetNotFoundError, WeightsError
@@ -34,15 +34,6 @@ from semcorr.lit.samnet.stages import build_module, run_stages
 from semcorr.methods.samnet import SAMNetMatcher
 from semcorr.methods.samnet.affine import transfer_image_points
 from semcorr.methods.samnet.matcher import network_state, read_checkpoint
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spin against other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train_overrides(images, willow, steps: int, extra: list[str] = ()) -> list[str]:
