@@ -111,7 +111,7 @@ def test_module_is_instantiated_from_the_config_with_the_stage_optimizer(tmp_pat
     data = build_stage_data(cfg, [1, 2])
     one, two = build_module(cfg, 1, data[1]), build_module(cfg, 2, data[2])
     assert isinstance(one, SAMNetModule) and one.hparams.stage == 1 and two.hparams.stage == 2
-    assert one.net.layers == list(cfg.model.network.layers) and one.net.coarse_iterations == 2
+    assert one.net.layers == list(cfg.model.network.layers) and one.net.init == cfg.model.network.init == "translation"
     assert one.size == (48, 48) and one.val_sets == ["synthetic", "pfwillow"]
     assert one.hparams.supervised and not two.hparams.supervised  # stage 2 never reads keypoints
     params = [p for p in one.parameters() if p.requires_grad]
@@ -252,7 +252,7 @@ def test_training_run_writes_checkpoints_panels_and_final(trained):
     assert "train/flow" not in (out / "stage2" / "csv" / "version_0" / "metrics.csv").read_text()  # weak stage 2
     ckpt = torch.load(out / "checkpoints" / "stage1" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4 and ckpt["samnet"]["stage"] == 1 and ckpt["samnet"]["backbone"] == "mobilenet_v2"
-    assert ckpt["samnet"]["image_size"] == [48, 48] and ckpt["samnet"]["network"]["coarse_iterations"] == 2
+    assert ckpt["samnet"]["image_size"] == [48, 48] and ckpt["samnet"]["network"]["init"] == "translation"
 
 
 def test_checkpoint_round_trip_matcher_equals_module(trained, data_dirs, tmp_path):
