@@ -29,7 +29,7 @@ from semcorr.cli import find_user_error
 from semcorr.errors import ConfigError, DatasetNotFoundError, WeightsError
 from semcorr.lit.evaluate import run_evaluation
 from semcorr.lit.samnet import EpochSampler, MemoryCache, SAMNetModule, ScheduleCheck, warmup_cosine
-from semcorr.lit.samnet.data import build_stage_data
+from semcorr.lit.samnet.data import build_stage_data, describe, train_config
 from semcorr.lit.samnet.stages import build_module, run_stages
 from semcorr.methods.samnet import SAMNetMatcher
 from semcorr.methods.samnet.affine import transfer_image_points
@@ -178,6 +178,13 @@ def test_bare_command_stops_at_once_with_the_fix(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_preset_records_the_sub_classes_it_trains_on(tmp_path, data_dirs):
+    cfg = compose_config("train", ["model=samnet", "experiment=samnet_cpu", f"dataset.root={data_dirs[1]}"], tmp_path)
+    assert describe(train_config(cfg, 1)) == "synthetic/all (duck(S), motorbike(G))"
+    assert describe(train_config(cfg, 2)) == "pfwillow/test (duck(S), motorbike(G))"
+    assert list(cfg.model.val.dataset.categories) == ["winebottle(wC)"]  # validation on another sub-class
+
+
 def test_memory_cache_returns_the_pairs_rounded_to_8_bits(tmp_path):
     from semcorr.data.synthetic import SyntheticPairsDataset
 
@@ -252,6 +259,11 @@ def test_training_run_writes_checkpoints_panels_and_final(trained):
     assert "train/flow" not in (out / "stage2" / "csv" / "version_0" / "metrics.csv").read_text()  # weak stage 2
     ckpt = torch.load(out / "checkpoints" / "stage1" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4 and ckpt["samnet"]["stage"] == 1 and ckpt["samnet"]["backbone"] == "mobilenet_v2"
+    assert ckpt["samnet"]["trained_on"] == ["synthetic/all"]
+    second = torch.load(out / "checkpoints" / "stage2" / "last.ckpt", weights_only=True)["samnet"]
+    assert second["trained_on"] == ["synthetic/all", "pfwillow/test"]
+    assert SAMNetMatcher(out / "checkpoints" / "stage2" / "last.ckpt", load_backbone("mobilenet_v2", "none")).trained_on == (
+        "synthetic/all", "pfwillow/test")
     assert ckpt["samnet"]["image_size"] == [48, 48] and ckpt["samnet"]["network"]["init"] == "translation"
 
 

@@ -47,10 +47,14 @@ class StageData:
         train: the training pairs.
         val: validation sets by name (``"synthetic"`` and / or the dataset's name), in the order of
             the validation loaders.
+        trained_on: what the weights have been fit on once this stage is done (its training pairs
+            and the earlier stages'), as ``<dataset>/<split>`` with `` (categories)`` when restricted:
+            the matcher's ``trained_on`` (protocol record).
     """
 
     train: Dataset
     val: dict[str, Dataset]
+    trained_on: list[str]
 
 
 def synthetic_root_check(cfg: DictConfig, data: DictConfig) -> None:
@@ -93,11 +97,26 @@ def build_validation(cfg: DictConfig) -> dict[str, Dataset]:
     return sets
 
 
+def describe(data: DictConfig) -> str:
+    """``<name>/<split>``, with `` (categories)`` when the config keeps only some."""
+    categories = data.get("categories")
+    return f"{data.name}/{data.split}" + (f" ({', '.join(categories)})" if categories else "")
+
+
+def train_config(cfg: DictConfig, stage: int) -> DictConfig:
+    """The dataset config of the training pairs of ``stage``."""
+    if stage == 1:
+        return cfg.model.stage1.data
+    data = merged(cfg.dataset, cfg.model.stage2.data)
+    data.size = list(cfg.model.image_size)
+    return data
+
+
 def build_train(cfg: DictConfig, stage: int) -> Dataset:
     """The training pairs of ``stage`` (see the module docstring)."""
     m = cfg.model
+    data = train_config(cfg, stage)
     if stage == 1:
-        data = m.stage1.data
         synthetic_root_check(cfg, data)
         kps = int(m.stage1.kps)
         if float(m.loss.flow) > 0 and kps < 1:
@@ -105,19 +124,28 @@ def build_train(cfg: DictConfig, stage: int) -> Dataset:
         return dataset_split(
             data, str(data.split), "model.stage1.data.split", "SAM-Net stage 1 training", n_kps=kps, with_flow=False
         )
-    data = merged(cfg.dataset, m.stage2.data)
-    data.size = list(m.image_size)
     return dataset_split(
         data, str(data.split), "model.stage2.data.split", f"SAM-Net stage 2 training on the {cfg.dataset.name} pairs"
     )
 
 
-def build_stage_data(cfg: DictConfig, stages: list[int]) -> dict[int, StageData]:
-    """Every stage's pairs, built now (all errors before the first training step)."""
+def build_stage_data(cfg: DictConfig, stages: list[int], earlier: list[str] = ()) -> dict[int, StageData]:
+    """Every stage's pairs, built now (all errors before the first training step).
+
+    Args:
+        stages: the stages to train, in order.
+        earlier: what the starting weights were fit on (``model.init_from``'s ``trained_on``, or
+            stage 1's when a run starts at stage 2).
+    """
     val = build_validation(cfg)
     cache = bool(cfg.model.get("cache_pairs", False))
-    return {stage: StageData(MemoryCache(build_train(cfg, stage)) if cache else build_train(cfg, stage), val)
-            for stage in stages}
+    out: dict[int, StageData] = {}
+    fitted = list(earlier)
+    for stage in stages:
+        train = build_train(cfg, stage)
+        fitted = [*fitted, describe(train_config(cfg, stage))]
+        out[stage] = StageData(MemoryCache(train) if cache else train, val, fitted)
+    return out
 
 
 class MemoryCache(Dataset):

@@ -70,6 +70,8 @@ class SAMNetModule(pl.LightningModule):
             ones, drawn uniformly per step (0: none, the paper), so that the trained iterations also
             see fields already under way, as the test's iterations beyond L do.
         val_sets: names of the validation loaders, in their order (``val/<name>/...`` metrics).
+        trained_on: what the weights have been fit on by the end of this stage (``<dataset>/<split>``),
+            recorded in checkpoints for the matcher's protocol record.
         image_every_n_steps: log image panels every this many steps (0: never).
         image_pairs: pairs shown in a panel.
 
@@ -90,6 +92,7 @@ class SAMNetModule(pl.LightningModule):
         val_iterations: int = 10,
         detached_iterations: int = 0,
         val_sets: Sequence[str] = ("val",),
+        trained_on: Sequence[str] = (),
         image_every_n_steps: int = 100,
         image_pairs: int = 4,
     ) -> None:
@@ -171,9 +174,10 @@ class SAMNetModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def checkpoint_record(self) -> dict[str, Any]:
-        """What a checkpoint stores for the matcher: network settings, backbone, sizes, stage."""
+        """What a checkpoint stores for the matcher: network settings, backbone, sizes, stage, training data."""
         return {
             "stage": int(self.hparams.stage),
+            "trained_on": [str(t) for t in self.hparams.trained_on],
             "network": self.net.settings(),
             "backbone": self.net.backbone.name,
             "image_size": list(self.size),

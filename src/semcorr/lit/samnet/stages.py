@@ -58,7 +58,7 @@ from semcorr.lit.evaluate import finish_run
 from semcorr.lit.train import start_run
 from semcorr.methods.samnet.matcher import CKPT_KEY, network_state, read_checkpoint
 
-from .data import StageData, build_loaders, build_stage_data
+from .data import StageData, build_loaders, build_stage_data, describe, train_config
 from .module import VAL_ALPHA, SAMNetModule
 from .progress import ScheduleCheck, StageProgressBar
 
@@ -89,6 +89,7 @@ def build_module(cfg: DictConfig, stage: int, data: StageData) -> SAMNetModule:
         stage=stage,
         supervised=stage == 1 and float(m.loss.flow) > 0,
         val_sets=list(data.val),
+        trained_on=list(data.trained_on),
     )
 
 
@@ -166,8 +167,13 @@ def run_stages(cfg: DictConfig) -> Path:
         raise ConfigError(f"model.resume is a stage-{resume_stage} checkpoint but model.stage={cfg.model.stage}")
     if resume_stage == 2:
         stages = [2]  # resuming stage 2: stage 1 is done
-    data = build_stage_data(cfg, stages)
     init = Path(cfg.model.init_from).expanduser() if cfg.model.init_from else None
+    earlier: list[str] = []
+    if init is not None:
+        earlier = list(read_checkpoint(init)[CKPT_KEY]["trained_on"])
+    elif resume_stage == 2 and str(cfg.model.stage) == "both":
+        earlier = [describe(train_config(cfg, 1))]
+    data = build_stage_data(cfg, stages, earlier)
     best: tuple[Path, float | None, int] | None = None  # (checkpoint, score, stage)
     for index, stage in enumerate(stages):
         ckpt_dir = run_dir / "checkpoints" / f"stage{stage}"

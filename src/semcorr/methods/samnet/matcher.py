@@ -6,7 +6,8 @@ The matcher rebuilds the network from a checkpoint written by ``python train.py 
 ``samnet`` record (:data:`CKPT_KEY`) and its weights (backbone included) are loaded strictly into
 the backbone given by the config (it must be the backbone the checkpoint was trained with).
 ``attribute_weight`` may differ from the training's at test (the "wo/Att." ablation on the same
-weights).
+weights). :attr:`SAMNetMatcher.trained_on` is the record's list of training pairs (the protocol
+record of every evaluation says what the weights saw).
 
 Per pair, both images are resized (bilinear) to the network size (default: the training size),
 the network runs ``iterations`` times (10 at test in the paper; by default the checkpoint's
@@ -147,6 +148,7 @@ class SAMNetMatcher(Matcher):
             record = ckpt[CKPT_KEY]
             size = record["image_size"] if size is None else size
             iterations = record["val_iterations"] if iterations is None else iterations
+            self.trained_on = tuple(record["trained_on"])
         elif attribute_weight is not None:
             raise ConfigError("method.attribute_weight applies to a checkpoint; build the network with it instead")
         iterations = TEST_ITERATIONS if iterations is None else iterations
