@@ -338,6 +338,11 @@ def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, d
     assert isinstance(user, ConfigError) and "python train.py model=samnet" in str(user)
     with pytest.raises(WeightsError, match="python train.py model=samnet"):
         SAMNetMatcher(tmp_path / "nope.ckpt", load_backbone("mobilenet_v2", "none"))
+    older = torch.load(final, weights_only=True)  # a checkpoint from before the trained_on record
+    del older["samnet"]["trained_on"]
+    torch.save(older, tmp_path / "older.ckpt")
+    with pytest.raises(WeightsError, match="record lacks trained_on.*python train.py model=samnet"):
+        SAMNetMatcher(tmp_path / "older.ckpt", load_backbone("mobilenet_v2", "none"))
     with pytest.raises(ConfigError, match="backbone=mobilenet_v2"):
         SAMNetMatcher(final, TinyBackbone())
     # evaluation end to end on the PF-WILLOW fixture
@@ -351,6 +356,10 @@ def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, d
     )
     metrics = run_evaluation(ev)
     assert metrics["n_pairs"] == 2 and 0.0 <= metrics["pck@0.1"] <= 100.0
+    record = metrics["protocol"]["method"]  # what the run says its weights are and saw
+    assert record["backbone"] == "mobilenet_v2" and record["weights"] == "none"
+    assert record["trained_on"] == sorted(torch.load(final, weights_only=True)["samnet"]["trained_on"])
+    assert "synthetic/all" in record["trained_on"]
     # the pictured pair's attribute transfer: source | target | I^{s<-t} | warped target, and I^{s<-t}
     strips = list((tmp_path / "eval" / "pictures").rglob("*_samnet.png"))
     transfers = list((tmp_path / "eval" / "pictures").rglob("*_attribute_transfer.png"))

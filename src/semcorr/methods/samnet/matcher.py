@@ -65,6 +65,8 @@ STATE_PREFIX = "net."
 
 #: Key of SAM-Net's own record in a Lightning checkpoint (written by the training module).
 CKPT_KEY = "samnet"
+#: What the matcher reads from that record (``trained_on``: checkpoints of this version on).
+RECORD_KEYS = ("network", "backbone", "image_size", "val_iterations", "trained_on")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -75,10 +77,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Returns:
         The checkpoint dict (``state_dict``, ``samnet`` (:data:`CKPT_KEY`): ``network`` settings,
-        ``backbone`` name, ``image_size``, ``val_iterations``, ``stage``; ...).
+        ``backbone`` name, ``image_size``, ``val_iterations``, ``trained_on``, ``stage``; ...).
 
     Raises:
-        WeightsError: missing, unreadable, or not a SAM-Net checkpoint.
+        WeightsError: missing, unreadable, or not a SAM-Net checkpoint of this version (the
+            message names the record keys it lacks).
     """
     file = Path(path).expanduser()
     if not file.is_file():
@@ -88,11 +91,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except (OSError, RuntimeError, EOFError) as err:
         raise WeightsError(f"SAM-Net checkpoint {str(file)!r} is not readable ({err}). {TRAIN_HINT}") from err
     record = ckpt.get(CKPT_KEY, {}) if isinstance(ckpt, Mapping) else {}
-    if not isinstance(record, Mapping) or "network" not in record or "state_dict" not in ckpt:
-        raise WeightsError(
-            f"{str(file)!r} is not a SAM-Net checkpoint of this version (no {CKPT_KEY!r} record with the "
-            f"network settings, or no state_dict). {TRAIN_HINT}"
-        )
+    missing = [k for k in RECORD_KEYS if not isinstance(record, Mapping) or k not in record]
+    if missing or "state_dict" not in ckpt:
+        lacks = f"its {CKPT_KEY!r} record lacks {', '.join(missing)}" if missing else "it has no state_dict"
+        raise WeightsError(f"{str(file)!r} is not a SAM-Net checkpoint of this version ({lacks}). {TRAIN_HINT}")
     return dict(ckpt)
 
 
@@ -159,6 +161,11 @@ class SAMNetMatcher(Matcher):
         self.net = network.eval()
         self.size = (int(size[0]), int(size[1]))
         self.iterations = int(iterations)
+
+    @property
+    def backbone(self) -> Backbone:
+        """The network's feature extractor (the protocol record reads its name)."""
+        return self.net.backbone
 
     @staticmethod
     def _build(ckpt: Mapping[str, Any], backbone: Backbone | None, where: str, attribute_weight: str | None) -> SAMNet:
