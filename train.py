@@ -9,12 +9,14 @@ import hydra
 from omegaconf import DictConfig
 
 from semcorr.cli import exit_on_user_error
+from semcorr.config import TRAIN, validate_config
 from semcorr.lit.train import train
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    validate_config(cfg, TRAIN)  # every value before any work
     train(cfg)
 
 

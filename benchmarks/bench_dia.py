@@ -13,7 +13,7 @@ T = max extent of the target keypoints, per-pair PCK averaged over pairs).
 
 Reported, per level L used (coarse to fine): PCK at each alpha of the mapping phi_{a->b}^L right
 after that level's PatchMatch, upsampled to the image (the keypoint moves with the displacement of
-its cell), then the final mapping's PCK; and median seconds per pair of each stage (features,
+its cell), then the final mapping's PCK, over all pairs and per category; and median seconds per pair of each stage (features,
 PatchMatch and reconstruction per level, aggregation, whole pair; ``--clock cpu`` counts the
 process CPU time, which with one thread approximates the wall time of an idle machine).
 ``--pairs-per-category N`` takes N pairs of every category, drawn with ``--seed`` (all by default).
@@ -31,9 +31,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
 from semcorr.grid import move_points
+from semcorr.lit.evaluate import build_method
 from semcorr.methods.dia import nnf_to_flow
 from semcorr.methods.dia.patchmatch import upsample_nnf
 from semcorr.metrics.pck import pck_per_pair
@@ -47,10 +47,11 @@ def main() -> None:
     add_pair_arguments(parser)
     args = parse(parser)
     cfg, dataset, indices = setup(args, ["method=dia"])
-    matcher = instantiate(cfg.method)
+    matcher = build_method(cfg.method)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     alphas = list(cfg.alphas)
     pck: dict[str, list[torch.Tensor]] = defaultdict(list)
+    by_category: dict[tuple[str, str], list[torch.Tensor]] = defaultdict(list)
     stages: dict[str, list[float]] = defaultdict(list)
     for n, index in enumerate(indices):
         sample = dataset[index]
@@ -67,6 +68,7 @@ def main() -> None:
         for name, nnf in fields.items():
             pred = move_points(sample["src_kps"], nnf_to_flow(nnf))
             pck[name].append(pck_per_pair(pred[None], sample["trg_kps"][None], threshold, alphas)[0])
+            by_category[(sample["category"], name)].append(pck[name][-1])
         print(f"[{n + 1}/{len(indices)}] {sample['pair_id']}: PCK@{alphas[1]:g} final {100 * float(pck['final'][-1][1]):.1f}, "
               f"{stages['pair'][-1]:.2f} s", file=sys.stderr, flush=True)
     print(f"DIA, {cfg.backbone.net.name} ({cfg.backbone.net.weights}), {dataset.name}, {len(indices)} pairs, "
@@ -74,6 +76,8 @@ def main() -> None:
     print(f"  settings: {matcher.params}")
     print("  PCK after each level: " + "; ".join(f"{name} {percent(v)}" for name, v in pck.items())
           + f"  (alphas {', '.join(f'{a:g}' for a in alphas)})")
+    for category in sorted({c for c, _ in by_category}):
+        print(f"    {category}: " + "; ".join(f"{name} {percent(by_category[(category, name)])}" for name in pck))
     print("  median s/pair: " + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in stages.items()))
 
 

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
+from semcorr.lit.evaluate import build_method
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.hpf.rhm import match_fast
 from semcorr.methods.hpf.transfer import transfer_points
@@ -80,7 +80,7 @@ def main() -> int:
     add_pair_arguments(parser)
     args = parse(parser)
     cfg, dataset, indices = setup(args, ["method=hpf", "backbone.net.weights=none"])
-    model = instantiate(cfg.method)
+    model = build_method(cfg.method)
     images, pairs = {}, []
     for index in indices:
         sample = dataset[index]

@@ -35,8 +35,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
+from semcorr.lit.evaluate import build_method
 from semcorr.methods.nbb.densify import consistent_buddies
 from semcorr.methods.nbb.mls import mls_grid, mls_map
 from semcorr.metrics.pck import pck_per_pair
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--mls", nargs="*", default=None, help="MLS kinds of the transfer")
     args = parse(parser)
     cfg, dataset, indices = setup(args, ["method=nbb"])
-    base = instantiate(cfg.method)
+    base = build_method(cfg.method)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     level_sets = [[int(v) for v in text.split(",")] for text in args.levels] if args.levels else [base.levels]
     rules = [parse_rule(text) for text in args.densify] if args.densify else [(base.densify, base.outlier_px / base.strides[base.levels[0] - 1])]
@@ -82,7 +82,7 @@ def main() -> None:
     print(f"NBB, {cfg.backbone.net.name} ({cfg.backbone.net.weights}), {dataset.name}, {len(indices)} pairs, "
           f"{torch.get_num_threads()} thread(s), {args.clock} clock; PCK at alpha {', '.join(f'{a:g}' for a in alphas)}")
     for levels in level_sets:
-        matcher = instantiate(cfg.method, levels=levels, densify="all")
+        matcher = build_method(cfg.method, levels=levels, densify="all")
         top_stride = matcher.strides[levels[0] - 1]
         pck: dict[tuple, list[torch.Tensor]] = defaultdict(list)
         folds: dict[tuple, list[float]] = defaultdict(list)

@@ -255,6 +255,12 @@ def test_hydra_configs_instantiate(path):
     assert len(cfg.pyramid) == 5  # NBB/DIA: the layer of VGG-19's stride at each level, or null
     for level, layer in enumerate(cfg.pyramid, start=1):
         assert layer is None or backbone.stride(layer) == 2 ** (level - 1), (path.stem, level)
+    # DIA's table: deeper layers for coarser levels, the stride table except MobileNetV2's two stride-16 stage ends
+    dia = [layer for layer in cfg.dia_pyramid if layer is not None]
+    assert len(cfg.dia_pyramid) == 5 and len(dia) >= 2 and dia == sorted(set(dia))
+    assert all(layer in backbone.layer_ids for layer in dia)
+    expected = [None, None, None, 10, 13] if path.stem == "mobilenet_v2" else list(cfg.pyramid)
+    assert list(cfg.dia_pyramid) == expected
 
 
 @pytest.mark.parametrize("path", sorted((CONF.parent / "experiment").glob("hpf_*.yaml")), ids=lambda p: p.stem)

@@ -26,6 +26,7 @@ from semcorr.methods.dia import analogy as analogy_module
 from semcorr.methods.dia.aggregate import vote
 from semcorr.methods.dia.patchmatch import PatchField, descriptors, patchmatch, random_nnf, side, upsample_nnf
 from semcorr.methods.dia.reconstruct import blend, response_mask
+from semcorr.viz.strip import LABEL_HEIGHT
 
 
 @pytest.fixture(autouse=True)
@@ -307,7 +308,7 @@ def test_config_instantiates(backbone):
     matcher = build_method("dia", backbone=backbone)
     assert isinstance(matcher, DeepImageAnalogy)
     assert matcher.backbone.name == backbone
-    assert matcher.params.pyramid == {"mobilenet_v2": (None, None, None, 6, 13), "vgg19": (0, 1, 2, 3, 4)}[backbone]
+    assert matcher.params.pyramid == {"mobilenet_v2": (None, None, None, 10, 13), "vgg19": (0, 1, 2, 3, 4)}[backbone]
     paper = build_method("dia_paper", backbone=backbone)
     assert (paper.params.lbfgs_iters, paper.params.lbfgs_line_search, paper.params.deconv_init) == (100, True, "random")
     assert paper.params.pca_dims is None and not paper.params.bf16
@@ -318,7 +319,7 @@ def test_save_analogy(tmp_path):
     paths = save_analogy(tmp_path / "pics", "car/pair 1", a, b_prime, torch.rand(3, 20, 30), torch.rand(3, 25, 15))
     assert [p.name for p in paths] == ["car_pair_1_analogy.png", "car_pair_1_a_prime.png", "car_pair_1_b.png"]
     with Image.open(paths[0]) as side_by_side:
-        assert side_by_side.size == (30 + 15 + 30 + 15 + 3 * 4, 25)
+        assert side_by_side.size == (30 + 15 + 30 + 15 + 3 * 4, LABEL_HEIGHT + 25)  # panels under their labels
     with Image.open(paths[1]) as a_prime:
         assert a_prime.size == (30, 20)
     assert not list((tmp_path / "pics").glob("*.tmp"))
@@ -345,7 +346,7 @@ def test_end_to_end_translation_of_real_image():
     size, dy, dx = 128, 8, -12
     src = image[:, 24 : 24 + size, 24 : 24 + size]
     trg = image[:, 24 + dy : 24 + dy + size, 24 + dx : 24 + dx + size]  # trg(y, x) = src(y + dy, x + dx)
-    matcher = build_method("dia", ["backbone.pyramid=[null,1,3,6,13]"], weights="offline")
+    matcher = build_method("dia", ["backbone.dia_pyramid=[null,1,3,6,13]"], weights="offline")
     flow = matcher(src[None], trg[None], torch.zeros(1, 0, 2), dense="forward").flow[0]
     ys, xs = _grid(size, size)
     truth = torch.stack([-float(dx) * torch.ones(size, size), -float(dy) * torch.ones(size, size)])

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
@@ -33,7 +34,7 @@ def test_identity_on_pfwillow_fixture_writes_results(tmp_path, willow):
     )
     metrics = run_evaluation(cfg)
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["n_pairs"] == 12 and saved["method"] == "IdentityMatcher" and saved["dataset"] == "pfwillow"
+    assert saved["n_pairs"] == 12 and saved["method"] == "identity" and saved["dataset"] == "pfwillow"
     for key in ("pck@0.05", "pck@0.1", "pck@0.15", "pck@0.1/car(G)", "pck@0.1/duck(S)", "time_per_pair_s"):
         assert key in saved
     assert saved["pck@0.1"] == pytest.approx(metrics["pck@0.1"])
@@ -63,11 +64,11 @@ def test_category_mean_is_mean_over_pairs(tmp_path, willow):
         assert metrics[f"pck@0.1/{cat}"] == pytest.approx(100 * sum(values) / len(values))
 
 
-def test_wandb_offline_run_holds_the_metrics(tmp_path, willow):
+def test_wandb_offline_run_holds_the_metrics_and_the_console_stays_quiet(tmp_path, willow):
     # a separate process, as users run it: the W&B service has flushed the run when it exits
     out = tmp_path / "run"
-    proc = _run_script(["method=identity", "dataset=pfwillow", f"dataset.root={willow}", "logger=wandb",
-                        f"hydra.run.dir={out}"], tmp_path)
+    args = ["method=identity", "dataset=pfwillow", f"dataset.root={willow}", "logger=wandb"]
+    proc = _run_script([*args, f"hydra.run.dir={out}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = list(out.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 1, f"no offline W&B run under {out}"
@@ -76,10 +77,25 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path, willow):
     assert b"pck@0.1/car(G)" in data and b"time_per_pair_s" in data and b"pfwillow" in data
     assert b"pairs_sha256" in data and b"threshold_rule" in data  # the run config carries the protocol record
     assert "wandb sync" in proc.stdout
+    # the console: the progress, the results table and the summary; no W&B, Lightning or deprecation lines
+    console = proc.stdout + proc.stderr
+    for chatter in ("wandb:", "GPU available", "Tip:", "LeafSpec", "deprecated", "LOCAL_RANK"):
+        assert chatter not in console, chatter
+    assert proc.stderr.strip() == "" and len(proc.stdout.strip().splitlines()) <= 16, console
+
+
+def test_wandb_lines_come_back_on_request(tmp_path):
+    from semcorr.lit.evaluate import build_logger
+
+    quiet = build_logger(compose_config("evaluate", ["logger=wandb"], tmp_path), tmp_path)
+    assert quiet._wandb_init["settings"].silent and "anonymous" not in quiet._wandb_init
+    loud = build_logger(compose_config("evaluate", ["logger=wandb", "logger.quiet=false"], tmp_path), tmp_path)
+    assert "settings" not in loud._wandb_init  # W&B's own defaults: its console lines
 
 
 def _run_script(args: list[str], tmp_path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "SEMCORR_OUTPUTS": str(tmp_path / "outputs")}
+    env.pop("WANDB_SILENT", None)  # as users run it: quiet or not is the logger config's choice
     return subprocess.run([sys.executable, "evaluate.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -168,3 +184,62 @@ def test_keypoints_without_prediction_are_counted_wrong_and_reported(tmp_path, w
     full = run_evaluation(compose_config("evaluate", ["method=identity", "dataset=pfwillow", f"dataset.root={willow}",
                                                       "logger=none"], tmp_path / "full"))
     assert metrics["pck@0.15"] < full["pck@0.15"]
+
+
+def test_run_names_come_from_the_method_configs_under_the_cli_runtime(tmp_path, willow, hydra_run):
+    """``method=hpf`` and ``method=nn`` are both HyperpixelFlow: the name comes from the config, the
+    same whether composed in Python or by the command line's Hydra runtime."""
+    from semcorr.lit.evaluate import build_logger, run_name
+
+    for method in ("hpf", "nn", "identity", "nbb", "dia", "samnet"):
+        overrides = [f"method={method}", "dataset=pfwillow"]
+        assert run_name(compose_config("evaluate", overrides, tmp_path))["method"] == method
+        assert run_name(hydra_run("evaluate", overrides, tmp_path))["method"] == method
+    cfg = hydra_run("evaluate", ["method=nn", "dataset=pfwillow", f"dataset.root={willow}", "backbone.net.weights=none",
+                                 "logger=wandb"], tmp_path / "run")
+    assert build_logger(cfg, tmp_path / "run")._wandb_init["name"] == "nn-pfwillow"
+    with open_dict(cfg):
+        cfg.logger = None
+    metrics = run_evaluation(cfg)
+    assert metrics["method"] == "nn" and json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == "nn"
+
+
+class Oracle(IdentityMatcher):
+    """The true target keypoints of the fixture, except for the targets in ``wrong`` (identity map there)."""
+
+    def __init__(self, kps: dict, wrong: set[str]) -> None:
+        super().__init__()
+        self.kps = {str(path): torch.tensor(points, dtype=torch.float32) for path, points in kps.items()}
+        self.wrong = wrong
+
+    def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None, dense=None):
+        out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids, dense)
+        if dense is None:  # the keypoints (the pictures' backward warp stays the identity's)
+            for i, trg in enumerate(trg_ids):
+                if trg not in self.wrong:
+                    out.points[i] = self.kps[trg] * (trg_img.shape[-1] / 600)  # fixture images: 600 px wide
+        return out
+
+
+def test_pictures_of_the_worst_pairs(tmp_path):
+    info = build_pfwillow(tmp_path / "willow", subclasses={"car(G)": 3, "duck(S)": 3})
+    wrong = str(info["images"]["duck(S)"][2])  # the target of pairs 7 (duc_000-duc_002) and 9 (duc_001-duc_002)
+    out = tmp_path / "run"
+    cfg = compose_config("evaluate", ["method=identity", "dataset=pfwillow", f"dataset.root={tmp_path / 'willow'}",
+                                      "logger=none", "pictures=worst", "max_pictures=2"], out)  # turns pictures on
+    metrics = run_evaluation(cfg, method=Oracle(info["kps"], {wrong}))
+    records = torch.load(out / "predictions.pt", weights_only=False)
+    assert [r["index"] for r in records if r["pck"][0.1] < 1] == [7, 9] and metrics["pck@0.1/car(G)"] == 100.0
+    assert sorted(p.name[:6] for p in (out / "pictures").glob("*.png")) == ["000007", "000009"]
+
+
+def test_pictures_of_the_worst_pairs_need_keypoints(tmp_path):
+    from fixtures_keypoints import write_image
+    from semcorr.errors import ConfigError
+
+    write_image(tmp_path / "pairs" / "x_A.jpg", 64, 48)
+    write_image(tmp_path / "pairs" / "x_B.jpg", 64, 48, seed=1)
+    cfg = compose_config("evaluate", ["method=identity", "dataset=pairs", f"dataset.root={tmp_path / 'pairs'}",
+                                      "logger=none", "pictures=worst"], tmp_path / "run")
+    with pytest.raises(ConfigError, match="pictures=worst picks the pairs of lowest PCK, and pairs has no keypoints"):
+        run_evaluation(cfg)

@@ -31,10 +31,15 @@ def search_config(tmp_path, willow, run_dir, *extra):
     )
 
 
-def test_scores_equal_the_evaluation_loop_and_outputs_are_written(tmp_path, willow):
+def test_scores_equal_the_evaluation_loop_and_outputs_are_written(tmp_path, willow, capsys):
     torch.manual_seed(0)
     run_dir = tmp_path / "search"
     summary = run_search(search_config(tmp_path, willow, run_dir, "model.max_layers=2"))
+    # overall progress: depth 1 scores the 2 bases (at most 2 + 2 x 4 sets in all); depth 2 the 7 sets
+    # extending (2,) by 3..6 and (3,) by 4..6
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Layer search: ")]
+    assert lines[0] == "Layer search: depth 1/2, scoring 2 sets on 6 pairs; 0 of at most 10 sets scored so far"
+    assert lines[1].startswith("Layer search: depth 2/2, scoring 7 sets on 6 pairs; 2 of at most 9 sets scored so far (")
     state = json.loads((run_dir / "beam_state.json").read_text())
     assert len(state["beams"]) == 2 and set(state["scores"]) >= {"2", "3", "2,4", "3,6"}
     assert summary["layers"] == [int(v) for v in max(state["scores"], key=lambda k: (state["scores"][k], -len(k))).split(",")]

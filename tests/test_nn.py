@@ -12,6 +12,7 @@ from conftest import compose_config
 from semcorr.backbones.base import Backbone
 from semcorr.backbones.geometry import LayerGeometry
 from semcorr.errors import ConfigError
+from semcorr.lit.evaluate import build_method
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.nn import NearestNeighbour, read_out
 
@@ -95,12 +96,10 @@ def test_box_readout_is_hpf_with_one_layer_and_no_hough_matching():
 
 
 def test_config_builds_each_readout(tmp_path):
-    from hydra.utils import instantiate
-
     for readout in ("argmax", "soft_argmax", "kernel_soft_argmax", "box"):
         cfg = compose_config("evaluate", ["method=nn", f"method.readout={readout}", "backbone.net.weights=none",
                                           "logger=none"], tmp_path)
-        matcher = instantiate(cfg.method)
+        matcher = build_method(cfg.method)
         assert isinstance(matcher, NearestNeighbour) and matcher.readout == readout and matcher.layer == 9
         assert matcher.margin_pruning == (True if readout == "box" else None)
     with pytest.raises(ConfigError, match="method.readout must be one of"):

@@ -16,7 +16,7 @@ from fixtures_dense import make_caltech
 from fixtures_keypoints import PFPASCAL_SPLITS, build_pfpascal, build_pfwillow, require_shared
 from semcorr.data.pfpascal import PFPascalDataset
 from semcorr.data.pfwillow import FOLDER_PAIRS, PFWillowDataset
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluate import build_method, run_evaluation
 from semcorr.protocol import describe, differing_fields, evaluation_part, run_record
 
 
@@ -98,7 +98,7 @@ def test_margin_pruning_departing_from_the_dataset_protocol_is_warned(tmp_path, 
                                           "dataset=caltech", f"dataset.root={root}", "backbone.net.weights=none"], tmp_path)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            record = run_record(instantiate(cfg.dataset), instantiate(cfg.method), ["masks"], cfg.alphas, "resized", "nn")
+            record = run_record(instantiate(cfg.dataset), build_method(cfg.method), ["masks"], cfg.alphas, "resized", "nn")
         assert record["method"]["margin_pruning"] is (pruning == "true")
         assert any("departs from the dataset's protocol" in r.message for r in caplog.records) is warned
         assert "alphas" not in record and record["options"]["mask_transfer"] == "polygon"

@@ -17,7 +17,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from PIL import Image
 from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
 
@@ -27,7 +26,7 @@ from fixtures_samnet import TinyBackbone, one_thread, write_photos  # noqa: F401
 from semcorr.backbones import load_backbone
 from semcorr.cli import find_user_error
 from semcorr.errors import ConfigError, DatasetNotFoundError, WeightsError
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluate import build_method, run_evaluation
 from semcorr.lit.samnet import EpochSampler, MemoryCache, SAMNetModule, ScheduleCheck, warmup_cosine
 from semcorr.lit.samnet.data import build_stage_data, describe, train_config
 from semcorr.lit.samnet.stages import build_module, run_stages
@@ -321,19 +320,19 @@ def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, d
     _, final, _ = trained
     cfg = compose_config("evaluate", ["method=samnet", f"method.checkpoint={final}", "backbone.net.weights=none"], tmp_path)
     assert cfg.method.iterations is None and cfg.method.attribute_weight is None
-    matcher = instantiate(cfg.method)
+    matcher = build_method(cfg.method)
     assert isinstance(matcher, SAMNetMatcher) and matcher.iterations == 2  # the run's model.val_iterations
     trained_with = torch.load(final, weights_only=True)["samnet"]["network"]["attribute_weight"]
     assert matcher.net.attribute_weight == trained_with  # the checkpoint's
     other = {"paper": "zero", "zero": "paper"}[trained_with]
-    changed = instantiate(compose_config("evaluate", ["method=samnet", f"method.checkpoint={final}",
+    changed = build_method(compose_config("evaluate", ["method=samnet", f"method.checkpoint={final}",
                                                       f"method.attribute_weight={other}", "backbone.net.weights=none"],
                                          tmp_path).method)
     assert changed.net.attribute_weight == other
     assert SAMNetMatcher(final, load_backbone("mobilenet_v2", "none"), iterations=10).iterations == 10
     missing = compose_config("evaluate", ["method=samnet", "backbone.net.weights=none"], tmp_path)
     with pytest.raises(InstantiationException) as err:
-        instantiate(missing.method)
+        build_method(missing.method)
     user = find_user_error(err.value)
     assert isinstance(user, ConfigError) and "python train.py model=samnet" in str(user)
     with pytest.raises(WeightsError, match="python train.py model=samnet"):

@@ -84,8 +84,8 @@ def test_wandb_runs_are_named_and_grouped_from_the_run(tmp_path):
     cfg = compose_config("evaluate", ["method=identity", "dataset=pfwillow", "logger=wandb"], tmp_path)
     logger = build_logger(cfg, tmp_path)
     init = logger._wandb_init  # the wandb.init arguments (no run is started before logger.experiment)
-    assert init["group"] == "pfwillow" and init["name"] == "IdentityMatcher-pfwillow"
-    assert init["job_type"] == "evaluate" and set(init["tags"]) == {"IdentityMatcher", "pfwillow", "mobilenet_v2", "evaluate"}
+    assert init["group"] == "pfwillow" and init["name"] == "identity-pfwillow"
+    assert init["job_type"] == "evaluate" and set(init["tags"]) == {"identity", "pfwillow", "mobilenet_v2", "evaluate"}
     assert logger._offline
 
     cfg = compose_config("evaluate", ["method=identity", "dataset=pfwillow", "logger=wandb", "logger.name=mine",

@@ -27,3 +27,8 @@ class WeightsError(SemcorrError):
 
 class ConfigError(SemcorrError):
     """A configuration value is invalid."""
+
+
+class OutputError(SemcorrError):
+    """A result file could not be written (full disk, no permission); the message says what is
+    kept and how to resume."""

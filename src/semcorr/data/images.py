@@ -37,13 +37,22 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def load_image(path: str | Path, convert: bool = True) -> torch.Tensor:
+def _fix(download: str | None) -> str:
+    """How to get a good copy of a dataset's file."""
+    if download:
+        return f"replace it, or download the dataset again with `{download}`"
+    return "replace it with a readable image"
+
+
+def load_image(path: str | Path, convert: bool = True, download: str | None = None) -> torch.Tensor:
     """Load an image file as a float RGB tensor.
 
     Args:
         path: image file (any format PIL reads).
         convert: convert grayscale / palette / RGBA / 16-bit images to 8-bit RGB (warning once
             per file) instead of raising :class:`ImageError`.
+        download: the command that downloads the image's dataset again, named in the errors
+            (None: the file is the user's own).
 
     Returns:
         Tensor of shape (3, H, W), dtype float32, values in [0, 1].
@@ -51,8 +60,9 @@ def load_image(path: str | Path, convert: bool = True) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(
-            f"Image file not found: {path}. Check the dataset root (dataset.root=...) or "
-            "re-download the dataset with `python -m semcorr.data.download NAME`."
+            f"Image file not found: {path}. Check the dataset root (dataset.root=...)"
+            + (f" or download the dataset again with `{download}`." if download
+               else " or download the dataset again (`python -m semcorr.data.download --list` lists them).")
         )
     try:
         with Image.open(path) as img:
@@ -76,9 +86,8 @@ def load_image(path: str | Path, convert: bool = True) -> torch.Tensor:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(
             f"Cannot read image {path} ({exc.__class__.__name__}: {exc}). The file is corrupt or "
-            "not an image: replace it, or re-download the dataset with "
-            "`python -m semcorr.data.download NAME`."
+            f"not an image: {_fix(download)}."
         ) from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 2 or arr.shape[1] < 2:
-        raise ImageError(f"Image {path} has unusable shape {arr.shape}; expected (H>=2, W>=2, 3).")
+        raise ImageError(f"Image {path} has unusable shape {arr.shape}; expected (H>=2, W>=2, 3): {_fix(download)}.")
     return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)

@@ -226,9 +226,13 @@ class PFPascalDataset(PairDataset):
             " or pass dataset.pairs_csv=FILE)"
         )
 
+    def annotation_path(self, category: str, image: Path) -> Path:
+        """The annotation file of an image: ``Annotations/<category>/<stem>.mat``."""
+        return self.data_dir / "Annotations" / category / (image.stem + ".mat")
+
     def annotation(self, category: str, image: Path, key: str) -> np.ndarray:
         """``key`` of the annotation of ``image`` (``Annotations/<category>/<stem>.mat``), cached."""
-        path = self.data_dir / "Annotations" / category / (image.stem + ".mat")
+        path = self.annotation_path(category, image)
         if (path, key) not in self._mat_cache:
             self._mat_cache[(path, key)] = read_mat(path, key)
         return self._mat_cache[(path, key)]
@@ -269,6 +273,7 @@ class PFPascalDataset(PairDataset):
                 raise AnnotationError(f"{where}: flip {row['flip']!r} is not 0 or 1.") from exc
             pair_id = f"{i + 1:04d}-{src_path.stem}-{trg_path.stem}" + ("-flip" if flip else "")
             src_kps = trg_kps = trg_bbox = None
+            annotations = (f"{csv_path} line {line}",) * 2
             if use_csv_kps:
                 xa, ya = parse_coords(row["XA"], where), parse_coords(row["YA"], where)
                 xb, yb = parse_coords(row["XB"], where), parse_coords(row["YB"], where)
@@ -279,6 +284,7 @@ class PFPascalDataset(PairDataset):
                 trg_bbox = self.annotation(category, trg_path, "bbox").reshape(-1)[:4]
                 if not use_csv_kps:
                     src_kps, trg_kps = self.mat_keypoints(category, src_path, trg_path, where)
+                    annotations = (str(self.annotation_path(category, src_path)), str(self.annotation_path(category, trg_path)))
             if flip:
                 for path in (src_path, trg_path):
                     if path not in widths:
@@ -297,6 +303,7 @@ class PFPascalDataset(PairDataset):
                     trg_kps=trg_kps,
                     trg_bbox=trg_bbox,
                     extra={"flip": flip, "csv_line": line, **self.leakage_flags(src_path.name, trg_path.name)},
+                    annotations=annotations,
                 )
             )
         self._mat_cache.clear()

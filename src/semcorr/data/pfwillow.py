@@ -159,6 +159,7 @@ class PFWillowDataset(PairDataset):
                             category=folder.name,
                             src_kps=kps[src],
                             trg_kps=kps[trg],
+                            annotations=(str(src.with_suffix(".mat")), str(trg.with_suffix(".mat"))),
                         )
                     )
         if not records:
@@ -213,6 +214,7 @@ class PFWillowDataset(PairDataset):
                     category=src.parent.name,
                     src_kps=np.ascontiguousarray(src_kps),
                     trg_kps=np.ascontiguousarray(trg_kps),
+                    annotations=(f"{csv_path} row {i + 1}",) * 2,
                 )
             )
         return records

@@ -121,6 +121,7 @@ class SPairDataset(PairDataset):
             trg_kps=trg_kps,
             trg_bbox=trg_bbox,
             groups=groups,
+            annotations=(str(path), str(path)),
             extra={
                 "mirror": int(ann.get("mirror", 0) or 0),
                 "src_bbox": np.asarray(ann.get("src_bndbox", [np.nan] * 4), dtype=np.float64),

@@ -236,7 +236,7 @@ class SyntheticPairsDataset(PairDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        full = load_image(record.src_path, self.convert_images)
+        full = load_image(record.src_path, self.convert_images, self.download_command)
         hw = (int(full.shape[-2]), int(full.shape[-1]))
         size = self.resize.target_size(*hw)
         sx, sy = self.resize.scale_factors(*hw)

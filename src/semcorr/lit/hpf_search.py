@@ -37,19 +37,21 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError
 from semcorr.io import write_json, write_text
-from semcorr.lit.evaluate import build_logger, build_trainer, finish_run
+from semcorr.lit.evaluate import build_logger, build_method, build_trainer, finish_run
+from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
+from semcorr.lit.progress import SearchProgress
 from semcorr.lit.train import dataset_split, start_run
 from semcorr.methods.base import MatchOutput
 from semcorr.methods.cache import LRUCache
 from semcorr.methods.hpf import HyperpixelFlow
-from semcorr.methods.layer_search import LayerSet, beam_search, key_of
+from semcorr.methods.layer_search import LayerSet, SearchState, beam_search, key_of
 from semcorr.metrics.pck import PCKEvaluator
 from semcorr.protocol import build_protocol, method_protocol
 
@@ -151,7 +153,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
             )
         overrides["threshold"] = model.threshold
     dataset = dataset_split(cfg.dataset, str(model.split), "model.split", "the HPF layer search", **overrides)
-    matcher: HyperpixelFlow = instantiate(model.matcher)
+    matcher: HyperpixelFlow = build_method(model.matcher)
     candidates = model.candidate_layers if model.candidate_layers is not None else matcher.backbone.layer_ids
     scorer = LayerSetScorer(matcher, candidates, dataset.categories, model.alpha, model.feature_cache_images)
     protocol = build_protocol(
@@ -159,25 +161,33 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
         method_protocol("hpf", matcher, str(OmegaConf.select(cfg, "backbone.net.weights", default=None))),
     )
     logger = build_logger(cfg, run_dir)
-    trainer = build_trainer(cfg, logger, run_dir)
+    state = run_dir / "beam_state.json"
+    kept = lambda trainer, module: (  # noqa: E731 - what an interruption keeps
+        f"the scores of the depths finished are in {state}" if state.is_file() else "no depth was finished yet"
+    )
+    trainer = build_trainer(cfg, logger, run_dir, [ResumeOnInterrupt(kept, resume_command(run_dir, "train.py"))])
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     scored: list[tuple[LayerSet, float]] = []
+    progress = SearchProgress(list(candidates), model.beam_size, model.max_layers, len(dataset),
+                              already=len(SearchState.load(state).scores))
 
     def score(sets: list[LayerSet]) -> list[float]:
-        log.info("Scoring %d layer sets of %d layers on %d pairs", len(sets), len(sets[0]), len(dataset))
+        if trainer.is_global_zero:
+            print(progress.line(len(sets[0]), len(sets), min(min(s) for s in sets)), flush=True)
         scorer.set_candidates(sets)
         trainer.test(scorer, datamodule=datamodule, verbose=False)
+        progress.done(len(sets))
         return scorer.scores()
 
     def on_score(layers: LayerSet, value: float) -> None:
         scored.append((layers, value))
         if logger is not None:
             logger.log_metrics({"search/pck": value, "search/n_layers": len(layers)}, step=len(scored))
-        log.info("layers %s: PCK@%g = %.2f", list(layers), model.alpha, value)
+        log.debug("layers %s: PCK@%g = %.2f", list(layers), model.alpha, value)
 
     result = beam_search(
         score, candidates, model.base_candidates, model.beam_size, model.max_layers,
-        state_path=run_dir / "beam_state.json", on_score=on_score, write_state=trainer.is_global_zero,
+        state_path=state, on_score=on_score, write_state=trainer.is_global_zero,
     )
     summary = {"layers": list(result.best), "score": result.best_score,
                "beams": [[[list(s), v] for s, v in beam] for beam in result.beams], "protocol": protocol}

@@ -13,8 +13,13 @@ Layout: ``<run dir>/partial/rank<r>.pt``, one file per process, rewritten atomic
     metrics       {metric module name: {"state": {name: tensor}, "updates": int}}
     records       the per-pair records of those pairs (see EvaluationModule)
 
+Besides these periodic writes, the evaluation journals the pairs left over at the end of the test
+epoch and on Ctrl-C (:mod:`semcorr.lit.evaluate`), so a run whose results cannot be written (full
+disk) or that is interrupted loses no evaluated pair. A journal that cannot be written (full disk)
+is a warning, not the end of the run: the previous journal stays as it was.
+
 The folder is removed once the run has written its results. A journal of another configuration in
-the same run directory is an error (not silently mixed in).
+the same run directory is an error (not silently mixed in), and so is an unreadable one.
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback
 from torch import nn
 from torchmetrics import Metric
 
 from semcorr.errors import ConfigError
-from semcorr.io import atomic_write
+from semcorr.io import atomic_write, read_torch
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,9 @@ class EvaluationJournal:
         self.folder = Path(folder)
         self.cfg = cfg
         self.every = int(every)
+        #: records in this process's last journal written or read (pairs safe from an interruption)
+        self.saved = 0
+        self._warned = False
 
     def path(self, rank: int) -> Path:
         """The journal file of process ``rank``."""
@@ -84,23 +94,40 @@ class EvaluationJournal:
         path = self.path(rank)
         if not path.is_file():
             return None
-        try:
-            entry = torch.load(path, map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError) as err:
-            raise ConfigError(
-                f"the partial evaluation {str(path)!r} is unreadable ({err}); delete {str(self.folder)!r} to start over"
-            ) from err
+        entry = read_torch(path, ConfigError, f"Delete {str(self.folder)!r} to start over.", weights_only=False)
+        if not isinstance(entry, dict) or "fingerprint" not in entry:
+            raise ConfigError(f"{str(path)!r} is not a partial evaluation; delete {str(self.folder)!r} to start over")
         if entry.get("fingerprint") != fingerprint(self.cfg, world_size):
             raise ConfigError(
                 f"{str(self.folder)!r} holds a partial evaluation of another configuration or process count; "
                 f"run it again with its own settings (its config.yaml), pick a new hydra.run.dir, or delete "
                 f"{str(self.folder)!r} to start over"
             )
+        self.saved = len(entry["records"])
         return entry
 
-    def save(self, rank: int, world_size: int, module: nn.Module, records: list[dict[str, Any]]) -> Path:
+    def exists(self) -> bool:
+        """Whether the folder holds a journal of any process (a run to resume)."""
+        return any(self.folder.glob("rank*.pt"))
+
+    def count(self) -> int:
+        """Pairs journalled by all processes (read from the files; 0 where one is unreadable)."""
+        total = 0
+        for path in self.folder.glob("rank*.pt"):
+            try:
+                total += len(read_torch(path, ConfigError, "", weights_only=False)["done"])
+            except (ConfigError, KeyError, TypeError):  # only counting for a message
+                continue
+        return total
+
+    def save(self, rank: int, world_size: int, module: nn.Module, records: list[dict[str, Any]]) -> Path | None:
         """Write process ``rank``'s journal atomically: the pairs done (those of ``records``), the
-        metric states of ``module``, the records."""
+        metric states of ``module``, the records.
+
+        Returns:
+            The file, or None when it could not be written (a warning says why, once; the previous
+            journal is left as it was).
+        """
         metrics = {
             name: {"state": {k: v.detach().cpu().clone() for k, v in m.metric_state.items()}, "updates": m.update_count}
             for name, m in metric_modules(module).items()
@@ -111,11 +138,47 @@ class EvaluationJournal:
             "metrics": metrics,
             "records": records,
         }
-        return atomic_write(self.path(rank), lambda tmp: torch.save(entry, tmp))
+        try:
+            path = atomic_write(self.path(rank), lambda tmp: torch.save(entry, tmp))
+        except OSError as err:
+            if not self._warned:
+                self._warned = True
+                log.warning("could not journal the progress in %s (%s); the run goes on, but an interruption now "
+                            "loses the pairs after the last journal (%d pairs)", self.folder, err, self.saved)
+            return None
+        self.saved = len(records)
+        return path
 
     def clear(self) -> None:
         """Remove the journal folder (the run is complete)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class JournalCallback(Callback):
+    """Journals an evaluation module's pairs beyond its periodic journals: at the end of the test
+    epoch (before the records are gathered across processes) and, through :meth:`save_now`, on an
+    interruption. Later test passes (other modules, e.g. the ``pictures=worst`` pass) are left alone.
+
+    Args:
+        module: the :class:`~semcorr.lit.evaluation.EvaluationModule` (``records``).
+        journal: its journal.
+    """
+
+    def __init__(self, module: pl.LightningModule, journal: EvaluationJournal) -> None:
+        self.module = module
+        self.journal = journal
+        self._finished = False
+
+    def save_now(self, trainer: pl.Trainer) -> None:
+        """Journal the module's pairs if some are not journalled yet and its epoch is not over (after
+        it, rank 0's records are every process's)."""
+        if not self._finished and len(self.module.records) > self.journal.saved:
+            self.journal.save(trainer.global_rank, trainer.world_size, self.module, self.module.records)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module is self.module:
+            self.save_now(trainer)
+            self._finished = True
 
 
 def restore_metrics(module: nn.Module, saved: dict[str, dict[str, Any]]) -> None:

@@ -1,20 +1,32 @@
 """Pictures of predictions: keypoint matches on both images, marked against the ground truth.
 
-:class:`PictureWriter` is the evaluation loop's ``on_pair`` callback. For the pairs of index < ``limit``
-(the same pictures whichever process evaluates a pair, and whether or not a run was resumed)
-it saves ``<pair>.png``: colours are per keypoint index and shared by both images; on the target,
-a circle is the ground truth and a cross the prediction, joined by a line, green when the
-prediction is correct at the middle alpha and red when not; a third panel shows the source warped
-onto the target (a method's ``extras["warped"]``, else warped through its target -> source
-flow, ``method(..., dense="backward")``, asked for the pictured pairs only). When the method returns sparse matches
-(``extras["sparse_src"]``/``["sparse_trg"]``) it also saves ``<pair>_matches.png`` (both images side
-by side, matches joined by lines in matching colours), and it lets the method write its own files
-of the pair (:meth:`semcorr.methods.base.Matcher.save_pair_outputs`) into ``<pair>/``.
+:class:`PictureWriter` is the evaluation loop's ``on_pair`` callback. For the pairs it is given
+(``pictures=first``: index < ``max_pictures``, the same pictures whichever process evaluates a
+pair and whether or not a run was resumed; ``pictures=worst``: the pairs of lowest PCK, chosen
+after the run) it saves ``<index>_<pair>.png`` (:func:`draw_pair`):
+
+* keypoint k has the same colour and number in both images; the colours are blues, purples,
+  browns, greys and yellows, never the red and green that mean wrong and correct;
+* on the target, a hollow circle is the ground truth; a prediction correct at the middle alpha
+  (``||pred - gt|| <= alpha T``) is a dot inside a thick green ring joined to its truth by a green
+  line, a wrong one a red cross joined by a dashed red line; a legend says so, with alpha and
+  alpha T in pixels; keypoints without a prediction are counted in the legend;
+* the title names the alphas of the PCK it shows (``PCK@0.05/0.1/0.15: 20 / 70 / 90 %``);
+* a third panel shows the source warped onto the target (a method's ``extras["warped"]``, else
+  warped through its target -> source flow, ``method(..., dense="backward")``, asked for the
+  pictured pairs only).
+
+When the method returns sparse matches (``extras["sparse_src"]``/``["sparse_trg"]``) it also saves
+``<index>_<pair>_matches.png`` (both images side by side, matches joined by lines), and it lets the
+method write its own files of the pair (:meth:`semcorr.methods.base.Matcher.save_pair_outputs`)
+into ``<index>_<pair>/``. :func:`picture_kind` and :func:`picture_pair_index` read a picture's
+kind and pair back from its path (the W&B keys and captions of :mod:`semcorr.lit.loggers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +35,41 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from semcorr.io import atomic_write  # noqa: E402
 from semcorr.methods.base import Matcher, MatchOutput  # noqa: E402
 from semcorr.metrics.warping import warp_by_flow  # noqa: E402
+from semcorr.viz.strip import file_stem  # noqa: E402
+
+#: Keypoint identity colours: none of them red or green (the colours of wrong and correct).
+KEYPOINT_COLOURS = (
+    "tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:cyan", "gold", "navy", "black",
+)
+CORRECT, WRONG = "lime", "red"
+
+
+def keypoint_colour(k: int) -> str:
+    """The identity colour of keypoint ``k`` (cycling through :data:`KEYPOINT_COLOURS`)."""
+    return KEYPOINT_COLOURS[k % len(KEYPOINT_COLOURS)]
 
 
 def _show(ax: Any, img: torch.Tensor, title: str) -> None:
     ax.imshow(img.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+
+
+def _number(ax: Any, k: int, x: float, y: float) -> None:
+    ax.annotate(str(k), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=6, color="white",
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": keypoint_colour(k), "edgecolor": "none", "alpha": 0.8})
+
+
+def pair_title(pair_id: str, alphas: Sequence[float], pck: Sequence[float] | None) -> str:
+    """``"<pair>  PCK@0.05/0.1/0.15: 20 / 70 / 90 %"`` (the pair alone without PCK)."""
+    if pck is None:
+        return pair_id
+    return f"{pair_id}  PCK@{'/'.join(f'{a:g}' for a in alphas)}: " + " / ".join(f"{100 * s:.0f}" for s in pck) + " %"
 
 
 def draw_pair(
@@ -44,37 +81,69 @@ def draw_pair(
     threshold: float | None,
     warped: torch.Tensor | None = None,
     title: str = "",
+    alpha: float | None = None,
 ) -> plt.Figure:
-    """Figure of one pair.
+    """Figure of one pair (see the module docstring for the marks).
 
     Args:
         src_img / trg_img: (3, H, W) in [0, 1].
-        src_kps / pred_kps: (N, 2) source keypoints and their predicted target positions.
+        src_kps / pred_kps: (N, 2) source keypoints and their predicted target positions (NaN: none).
         trg_kps: (N, 2) ground-truth target keypoints, or None (no ground truth).
-        threshold: alpha * T in target pixels for the correct/wrong colouring, or None.
+        threshold: alpha * T in target pixels deciding correct / wrong, or None.
         warped: optional (3, Ht, Wt) source warped onto the target.
+        title: the figure title.
+        alpha: the alpha of ``threshold``, for the legend.
     """
     panels = 3 if warped is not None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4))
-    _show(axes[0], src_img, "source")
-    _show(axes[1], trg_img, "target: o truth, x prediction" if trg_kps is not None else "target")
-    colours = plt.cm.hsv(torch.linspace(0, 1, max(len(src_kps), 1) + 1)[:-1].numpy())
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4.6))
+    judged = trg_kps is not None and threshold is not None
+    missing = correct = 0
     for k in range(len(src_kps)):
-        c = colours[k]
-        axes[0].scatter(*src_kps[k].tolist(), s=40, color=c, edgecolors="white", linewidths=0.8)
+        colour = keypoint_colour(k)
+        sx, sy = src_kps[k].tolist()
+        axes[0].scatter(sx, sy, s=40, color=colour, edgecolors="white", linewidths=0.8, zorder=3)
+        _number(axes[0], k, sx, sy)
         px, py = pred_kps[k].tolist()
+        has_pred = bool(torch.isfinite(pred_kps[k]).all())
+        missing += not has_pred
         if trg_kps is not None:
             gx, gy = trg_kps[k].tolist()
-            axes[1].scatter(gx, gy, s=40, facecolors="none", edgecolors=c, linewidths=1.5)
-            if threshold is not None and px == px:
-                ok = (pred_kps[k] - trg_kps[k]).norm().item() <= threshold
-                axes[1].plot([gx, px], [gy, py], color="lime" if ok else "red", linewidth=1)
-        if px == px:  # not NaN
-            axes[1].scatter(px, py, s=40, marker="x", color=c, linewidths=1.5)
+            axes[1].scatter(gx, gy, s=70, facecolors="none", edgecolors=colour, linewidths=1.8, zorder=3)
+            _number(axes[1], k, gx, gy)
+        if not has_pred:
+            continue
+        axes[1].scatter(px, py, s=16, color=colour, zorder=4)
+        if judged:
+            ok = (pred_kps[k] - trg_kps[k]).norm().item() <= threshold
+            correct += ok
+            axes[1].plot([gx, px], [gy, py], color=CORRECT if ok else WRONG, linewidth=1.2, linestyle="-" if ok else "--", zorder=2)
+            if ok:
+                axes[1].scatter(px, py, s=150, facecolors="none", edgecolors=CORRECT, linewidths=2.2, zorder=5)
+            else:
+                axes[1].scatter(px, py, s=110, marker="x", color=WRONG, linewidths=2.4, zorder=5)
+    _show(axes[0], src_img, "source (keypoints numbered)")
+    if judged:
+        _show(axes[1], trg_img, f"target: {correct}/{len(src_kps)} correct at alpha = {alpha:g}")
+    else:
+        _show(axes[1], trg_img, "target: predictions" if trg_kps is None else "target")
+    if trg_kps is None:
+        handles = [Line2D([], [], marker="o", linestyle="", color="gray", markersize=4, label="prediction")]
+    else:
+        handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="gray",
+                          markersize=8, label="ground truth")]
+    if judged:
+        handles += [
+            Line2D([], [], marker="o", linestyle="-", color=CORRECT, markerfacecolor="none", markersize=10, markeredgewidth=2,
+                   label=f"correct: within alpha T = {threshold:.1f} px (alpha = {alpha:g})"),
+            Line2D([], [], marker="x", linestyle="--", color=WRONG, markersize=8, markeredgewidth=2, label="wrong"),
+        ]
+    if missing:
+        handles.append(Line2D([], [], linestyle="", label=f"{missing} keypoint{'s' if missing > 1 else ''} without prediction (wrong)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     if warped is not None:
         _show(axes[2], warped, "source warped to target")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -112,36 +181,61 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+def picture_name(index: int, pair_id: str) -> str:
+    """The file stem of a pair's pictures: ``<index:06d>_<pair id made file-safe>``."""
+    return f"{int(index):06d}_{file_stem(pair_id)}"
+
+
+_INDEXED = re.compile(r"^(\d{6})_")
+
+
+def picture_pair_index(path: Path, folder: Path) -> int | None:
+    """The pair index of a picture under ``folder`` (None when the name carries none)."""
+    match = _INDEXED.match(path.relative_to(folder).parts[0])
+    return int(match.group(1)) if match else None
+
+
+def picture_kind(path: Path, folder: Path) -> str:
+    """What a picture under ``folder`` shows: ``keypoints`` (``<name>.png``), ``matches``
+    (``<name>_matches.png``) or, for a method's own files in ``<name>/``, the file's name without
+    the pair prefix and a trailing frame number (``analogy``, ``blend``, ``frame``...)."""
+    parts = path.relative_to(folder).parts
+    if len(parts) == 1:
+        return "matches" if path.stem.endswith("_matches") else "keypoints"
+    stem = path.stem.removeprefix(f"{file_stem(parts[0])}_")
+    return re.sub(r"_\d+$", "", stem) or "outputs"
+
+
 class PictureWriter:
-    """Evaluation callback saving ``pictures/<index>_<pair_id>.png`` for the pairs of index < ``limit``.
+    """Evaluation callback saving the pictures of the pairs whose dataset index is in ``indices``.
 
     Args:
         folder: where the PNG files go.
-        limit: pictures for the pairs of dataset index 0 .. limit - 1.
-        alphas: PCK alphas; the middle one colours correct/wrong.
+        indices: the pair indices to picture (e.g. ``range(20)``).
+        alphas: PCK alphas; the middle one decides correct / wrong.
         method: the evaluated method, asked to write its own files of each pictured pair.
     """
 
     def __init__(
         self,
         folder: str | Path,
-        limit: int = 20,
+        indices: Collection[int],
         alphas: Sequence[float] = (0.05, 0.1, 0.15),
         method: Matcher | None = None,
     ) -> None:
         self.folder = Path(folder)
-        self.limit = int(limit)
-        self.alpha = float(sorted(alphas)[len(alphas) // 2])
+        self.indices = indices
+        self.alphas = [float(a) for a in alphas]
+        self.alpha = float(sorted(self.alphas)[len(self.alphas) // 2])
         self.method = method
 
     def __call__(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor) -> None:
         for i in range(batch["src_img"].shape[0]):
-            if int(batch["index"][i]) >= self.limit:
+            if int(batch["index"][i]) not in self.indices:
                 continue
             n = int(batch["n_kps"][i])
             has_gt = n > 0 and bool(torch.isfinite(batch["pck_threshold"][i]))
-            score = pair_pck[i].tolist()
-            title = batch["pair_id"][i] + (f"  PCK: {' / '.join(f'{100 * s:.0f}' for s in score)}" if has_gt else "")
+            title = pair_title(batch["pair_id"][i], self.alphas, pair_pck[i].tolist() if has_gt else None)
             warped = output.extras.get("warped")
             warped = warped[i] if warped is not None else self.warp(batch, i)
             fig = draw_pair(
@@ -153,10 +247,9 @@ class PictureWriter:
                 self.alpha * float(batch["pck_threshold"][i]) if has_gt else None,
                 warped,
                 title,
+                alpha=self.alpha,
             )
-            name = f"{int(batch['index'][i]):06d}_" + "".join(
-                ch if ch.isalnum() or ch in "-_." else "_" for ch in batch["pair_id"][i]
-            )
+            name = picture_name(batch["index"][i], batch["pair_id"][i])
             save_figure(fig, self.folder / f"{name}.png")
             if "sparse_src" in output.extras and "sparse_trg" in output.extras:
                 matches = draw_matches(
@@ -177,12 +270,3 @@ class PictureWriter:
         no_points = src.new_zeros(1, 0, 2)
         back = self.method(src, trg, no_points, batch["src_path"][i : i + 1], batch["trg_path"][i : i + 1], dense="backward").flow
         return warp_by_flow(src, back)[0]
-
-    def log_to(self, logger: Any) -> None:
-        """Send the pictures in :attr:`folder` to a logger that takes images (W&B); others are skipped.
-
-        The folder, not a list kept while writing: it also holds the pictures of the other DDP
-        processes and of the pairs done before a resumed run's interruption."""
-        saved = sorted(self.folder.glob("*.png"))
-        if saved and hasattr(logger, "log_image"):
-            logger.log_image(key="pairs", images=[str(p) for p in saved])

@@ -1,7 +1,8 @@
 """Images side by side, written as PNG files (the methods' per-pair pictures).
 
 :func:`save_strip` puts (3, H, W) images in [0, 1] next to each other, top-aligned on a white canvas
-when the heights differ, :data:`GAP` pixels apart; :func:`save_image` writes one image. Both write
+when the heights differ, :data:`GAP` pixels apart, optionally each under a label (the panel's
+name: ``A (source)``, ``B' (target)``...); :func:`save_image` writes one image. Both write
 atomically (:func:`semcorr.io.atomic_write`). :func:`file_stem` turns a pair id into a safe file
 name (path separators and other unsafe characters become ``_``).
 """
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from semcorr.io import atomic_write
 
 #: Pixels of white between the images of a strip.
 GAP = 4
+#: Height in pixels of the label row above the panels of a labelled strip.
+LABEL_HEIGHT = 14
 
 
 def file_stem(pair_id: str) -> str:
@@ -39,13 +42,25 @@ def save_image(path: Path, img: torch.Tensor) -> Path:
     return atomic_write(Path(path), lambda tmp: picture.save(tmp, format="PNG"))
 
 
-def save_strip(path: Path, images: Sequence[torch.Tensor]) -> Path:
-    """Write (3, H_k, W_k) images in [0, 1] side by side as one PNG; returns ``path``."""
+def save_strip(path: Path, images: Sequence[torch.Tensor], labels: Sequence[str] | None = None) -> Path:
+    """Write (3, H_k, W_k) images in [0, 1] side by side as one PNG; returns ``path``.
+
+    Args:
+        path: the PNG file.
+        images: the panels, left to right.
+        labels: optional name of each panel, written above it.
+    """
     panels = [to_pil(t) for t in images]
+    if labels is not None and len(labels) != len(panels):
+        raise ValueError(f"{len(labels)} labels for {len(panels)} panels")
+    top = LABEL_HEIGHT if labels else 0
     width = sum(p.width for p in panels) + GAP * (len(panels) - 1)
-    canvas = Image.new("RGB", (width, max(p.height for p in panels)), (255, 255, 255))
+    canvas = Image.new("RGB", (width, top + max(p.height for p in panels)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
     x = 0
-    for panel in panels:
-        canvas.paste(panel, (x, 0))
+    for k, panel in enumerate(panels):
+        canvas.paste(panel, (x, top))
+        if labels:
+            draw.text((x + 2, 1), labels[k], fill=(0, 0, 0))
         x += panel.width + GAP
     return atomic_write(Path(path), lambda tmp: canvas.save(tmp, format="PNG"))

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.accelerators import CPUAccelerator
-from pytorch_lightning.callbacks import Callback, RichProgressBar
+from pytorch_lightning.callbacks import Callback
+
+from semcorr.lit.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +28,14 @@ log = logging.getLogger(__name__)
 CPU_PRESET = "python train.py model=samnet experiment=samnet_cpu dataset.root=<PF-WILLOW folder>"
 
 
-class StageProgressBar(RichProgressBar):
-    """Rich progress bar whose training task counts optimiser steps up to ``max_steps``.
+class StageProgressBar(ProgressBar):
+    """The project's progress bar (:class:`semcorr.lit.progress.ProgressBar`: Rich in a terminal,
+    lines elsewhere) whose Rich training task counts optimiser steps up to ``max_steps`` (the lines
+    already count steps against ``max_steps``).
 
     Args:
         description: the bar's label, e.g. ``"SAM-Net stage 1"``.
-        **kwargs: :class:`~pytorch_lightning.callbacks.RichProgressBar` arguments.
+        **kwargs: :class:`~semcorr.lit.progress.ProgressBar` arguments (``every_n``, ``every_s``, ``lines``).
     """
 
     def __init__(self, description: str = "training", **kwargs: Any) -> None:
@@ -60,6 +64,9 @@ class StageProgressBar(RichProgressBar):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         """Advance to the optimiser step (batch indices restart every epoch)."""
+        if self.lines:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            return
         if not self.is_disabled and self.train_progress_bar_id is None:
             self.on_train_epoch_start(trainer, pl_module)
         self._update(self.train_progress_bar_id, trainer.global_step)

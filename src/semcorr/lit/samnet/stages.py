@@ -50,11 +50,12 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 
 from semcorr.errors import ConfigError
 from semcorr.io import write_json
 from semcorr.lit.evaluate import finish_run
+from semcorr.lit.progress import ProgressBar as SemcorrProgressBar
 from semcorr.lit.train import start_run
 from semcorr.methods.samnet.matcher import CKPT_KEY, network_state, read_checkpoint
 
@@ -93,6 +94,17 @@ def build_module(cfg: DictConfig, stage: int, data: StageData) -> SAMNetModule:
     )
 
 
+def stage_bar(callback: Callback, stage: int) -> Callback:
+    """The trainer group's progress bar as one bar over the stage (its Rich bar would restart every
+    epoch = validation interval); other callbacks as they are."""
+    if isinstance(callback, SemcorrProgressBar):
+        return StageProgressBar(f"SAM-Net stage {stage}", every_n=callback.every_n, every_s=callback.every_s,
+                                lines=callback.lines)
+    if isinstance(callback, RichProgressBar):
+        return StageProgressBar(f"SAM-Net stage {stage}", lines=False)
+    return callback
+
+
 def build_trainer(
     cfg: DictConfig, stage: int, stage_dir: Path, ckpt_dir: Path, monitor: str, remaining_steps: int
 ) -> tuple[pl.Trainer, ModelCheckpoint, Any]:
@@ -108,9 +120,7 @@ def build_trainer(
         # a step's iterations run the coarse or the fine matching network (and the decoder only at the
         # last with attribute_weight=zero): the others get no gradient in that step
         merged.strategy = "ddp_find_unused_parameters_true"
-    callbacks = [instantiate(c) for c in merged.pop("callbacks", None) or []]
-    # the trainer group's plain bar restarts every epoch (= validation interval): one bar per stage instead
-    callbacks = [StageProgressBar(f"SAM-Net stage {stage}") if type(c) is RichProgressBar else c for c in callbacks]
+    callbacks = [stage_bar(instantiate(c), stage) for c in merged.pop("callbacks", None) or []]
     if not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(StageProgressBar(f"SAM-Net stage {stage}"))
     checkpoint = ModelCheckpoint(

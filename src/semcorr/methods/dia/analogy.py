@@ -1,9 +1,12 @@
 """The coarse-to-fine Deep Image Analogy driver (Algorithm 1 of Liao et al., SIGGRAPH 2017).
 
 Levels are numbered as in the paper, L = 5 (coarsest) .. 1 (finest); level L is VGG-19's
-reluL_1, of stride 2^(L-1). Other backbones stand in by stride: ``pyramid`` names, for L = 1..5,
-the backbone layer of that stride (None where the backbone has none, or where a level is left
-out), from the backbone config's table (``conf/backbone/*.yaml``, key ``pyramid``). Per-level
+reluL_1, of stride 2^(L-1). ``pyramid`` names, for L = 1..5, the backbone layer standing for that
+level (None where the backbone has none, or where a level is left out), from the backbone config's
+table (``conf/backbone/*.yaml``, key ``dia_pyramid``): the layer of that stride for VGG-19 and the
+ResNets; for MobileNetV2 the ends of its two stride-16 stages (``features[10]``, ``[13]``), since its
+stride-8 layer (32 channels) lost accuracy (README, Backbones). Two levels may share a stride: the
+NNF is then carried to the next level at the same resolution. Per-level
 settings are listed coarse to fine, as the paper lists them: ``pm_iters``, ``patch_sizes`` and
 ``radii`` for L = 5..1, ``blend_weights`` and ``lbfgs_iters`` for the reconstructed levels L = 4..1;
 a level's settings apply to the layer standing for it.

@@ -1,7 +1,7 @@
 """Pictures of the analogy A : A' :: B : B' for the evaluation loop's picture hook.
 
 :func:`save_analogy` writes, for one pair, ``<folder>/<name>_analogy.png`` (A, B', A', B side by
-side, see :func:`semcorr.viz.strip.save_strip`), ``<name>_a_prime.png`` (A') and ``<name>_b.png``
+side, each panel labelled, see :func:`semcorr.viz.strip.save_strip`), ``<name>_a_prime.png`` (A') and ``<name>_b.png``
 (B), each atomically. ``name`` is :func:`~semcorr.viz.strip.file_stem` of the pair id.
 
 Typical use in a hook, for pair ``i`` of a batch::
@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 
 from semcorr.viz.strip import file_stem, save_image, save_strip
+
+#: Labels of the panels of ``<name>_analogy.png``.
+PANELS = ("A (source)", "B' (target)", "A': A's content, B's look", "B: B''s content, A's look")
 
 
 def save_analogy(
@@ -42,7 +45,7 @@ def save_analogy(
     """
     folder, name = Path(folder), file_stem(pair_id)
     return [
-        save_strip(folder / f"{name}_analogy.png", [a, b_prime, a_prime, b]),
+        save_strip(folder / f"{name}_analogy.png", [a, b_prime, a_prime, b], labels=PANELS),
         save_image(folder / f"{name}_a_prime.png", a_prime),
         save_image(folder / f"{name}_b.png", b),
     ]

@@ -38,12 +38,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError, WeightsError
+from semcorr.io import read_torch
 from semcorr.methods.base import Matcher, MatchOutput
 from semcorr.viz.strip import file_stem, save_image, save_strip
 
@@ -80,16 +80,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ``backbone`` name, ``image_size``, ``val_iterations``, ``trained_on``, ``stage``; ...).
 
     Raises:
-        WeightsError: missing, unreadable, or not a SAM-Net checkpoint of this version (the
-            message names the record keys it lacks).
+        WeightsError: missing, unreadable (one line naming the file and the fix, never torch's
+            advice to load unsafely), or not a SAM-Net checkpoint of this version (the message
+            names the record keys it lacks).
     """
     file = Path(path).expanduser()
     if not file.is_file():
         raise WeightsError(f"SAM-Net checkpoint {str(file)!r} does not exist. {TRAIN_HINT}")
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise WeightsError(f"SAM-Net checkpoint {str(file)!r} is not readable ({err}). {TRAIN_HINT}") from err
+    ckpt = read_torch(file, WeightsError, f"Give method.checkpoint a .ckpt written by train.py. {TRAIN_HINT}")
     record = ckpt.get(CKPT_KEY, {}) if isinstance(ckpt, Mapping) else {}
     missing = [k for k in RECORD_KEYS if not isinstance(record, Mapping) or k not in record]
     if missing or "state_dict" not in ckpt:
