@@ -258,10 +258,12 @@ def test_max_side_caps_the_working_resolution():
 @pytest.mark.parametrize("form", ["direct", "reference"])
 @pytest.mark.parametrize("init", ["warp", "random"])
 def test_deconvolution_forms_and_starts_run_on_every_level(form, init):
-    """Every level of MobileNetV2's table (strides 2..16), both forms and both starts."""
+    """Every level of MobileNetV2's stride table (strides 2..16), both forms and both starts, on
+    images of different sizes (each latent map lives on its own image's grid)."""
     matcher = _tiny_matcher("method.pyramid=[null,1,3,6,13]", f"method.deconv_form={form}", f"method.deconv_init={init}")
-    result = matcher.analyse(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))[0]
+    result = matcher.analyse(torch.rand(1, 3, 64, 48), torch.rand(1, 3, 48, 80))[0]
     assert sorted(result.level_nnfs) == [2, 3, 4, 5]
+    assert result.a_prime.shape == (3, 64, 48) and result.b.shape == (3, 48, 80)
     assert torch.isfinite(result.a_prime).all() and torch.isfinite(result.b).all()
 
 

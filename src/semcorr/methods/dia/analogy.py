@@ -216,11 +216,13 @@ def _size(feature: Tensor) -> tuple[int, int]:
     return int(feature.shape[-2]), int(feature.shape[-1])
 
 
-def _random_like(feature: Tensor, generator: torch.Generator) -> Tensor:
-    """(C, H, W) Gaussian noise with the per-channel mean and standard deviation of ``feature``."""
-    noise = torch.randn(feature.shape, generator=generator, device=generator.device).to(feature)
-    mean = feature.mean(dim=(1, 2), keepdim=True)
-    std = feature.std(dim=(1, 2), keepdim=True)
+def _random_start(grid: Tensor, statistics: Tensor, generator: torch.Generator) -> Tensor:
+    """Gaussian noise on the grid of ``grid`` (C, H, W) with the per-channel mean and standard
+    deviation of ``statistics`` (C, H', W'): the random start of a latent map, which lives on its own
+    image's grid (A' on A's) and stands for the other image's features (B' warped)."""
+    noise = torch.randn(grid.shape, generator=generator, device=generator.device).to(grid)
+    mean = statistics.mean(dim=(1, 2), keepdim=True)
+    std = statistics.std(dim=(1, 2), keepdim=True)
     return mean + std * noise
 
 
@@ -283,7 +285,7 @@ def deep_image_analogy(backbone: Backbone, a: Tensor, b_prime: Tensor, params: A
             patch = params.patch(finer) if variable == finer else 1
             inits = [vote(fb[variable], var_ab, patch), vote(fa[variable], var_ba, patch)]
         else:
-            inits = [_random_like(fb[variable], generator), _random_like(fa[variable], generator)]
+            inits = [_random_start(fa[variable], fb[variable], generator), _random_start(fb[variable], fa[variable], generator)]
         deconv = Deconvolution(
             to_target=subnetwork(backbone, layer_of[variable], layer_of[level]),
             to_output=None if variable == finer else subnetwork(backbone, layer_of[variable], layer_of[finer]),
