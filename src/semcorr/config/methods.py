@@ -164,6 +164,7 @@ class SAMNetKnobs(MethodKnobs, total=False):
     checkpoint: str | None
     iterations: PositiveInt | None
     size: NetworkSize | None
+    attribute_weight: Literal["paper", "zero"] | None
 
 
 #: For the check of the schemas against the constructors (tests/test_config.py): the arguments that

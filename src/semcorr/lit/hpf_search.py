@@ -33,12 +33,11 @@ import csv
 import io
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -48,6 +47,7 @@ from semcorr.io import write_json, write_text
 from semcorr.lit.evaluate import build_logger, build_method, build_trainer, finish_run
 from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
 from semcorr.lit.progress import SearchProgress
+from semcorr.lit.train import dataset_split, start_run
 from semcorr.methods.base import MatchOutput
 from semcorr.methods.cache import LRUCache
 from semcorr.methods.hpf import HyperpixelFlow
@@ -140,11 +140,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     Returns:
         dict with ``layers`` (the best set), ``score`` and ``beams``.
     """
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = cfg.model
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run_dir = start_run(cfg)
 
     overrides = {}
     if model.threshold is not None:
@@ -155,7 +152,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
                 "set model.threshold=null for the dataset's default"
             )
         overrides["threshold"] = model.threshold
-    dataset = instantiate(cfg.dataset, split=model.split, **overrides)
+    dataset = dataset_split(cfg.dataset, str(model.split), "model.split", "the HPF layer search", **overrides)
     matcher: HyperpixelFlow = build_method(model.matcher)
     candidates = model.candidate_layers if model.candidate_layers is not None else matcher.backbone.layer_ids
     scorer = LayerSetScorer(matcher, candidates, dataset.categories, model.alpha, model.feature_cache_images)

@@ -223,6 +223,48 @@ def cells_to_pixels(points: Tensor, grid_hw: tuple[int, int], image_hw: tuple[in
     return (points + 0.5) * ratio - 0.5
 
 
+def transfer_image_points(
+    field: Tensor,
+    points: Tensor,
+    src_hw: tuple[int, int],
+    trg_hw: tuple[int, int],
+    net_hw: tuple[int, int],
+) -> Tensor:
+    """Map source image points to the target image through a field computed at the network size.
+
+    Args:
+        field: (B, 6, h, w) final field on the source feature grid.
+        points: (B, N, 2) source pixels (x, y) of the (Hs, Ws) source image, NaN-padded.
+        src_hw / trg_hw: (H, W) of the source / target images the points live in.
+        net_hw: (Hn, Wn), the size both images were resized to for the network.
+
+    Returns:
+        (B, N, 2) target pixels (NaN where the query was NaN).
+    """
+    grid_hw = (field.shape[-2], field.shape[-1])
+    to_net = points.new_tensor([net_hw[1] / src_hw[1], net_hw[0] / src_hw[0]])
+    from_net = points.new_tensor([trg_hw[1] / net_hw[1], trg_hw[0] / net_hw[0]])
+    cells = pixels_to_cells(points * to_net, net_hw, grid_hw)
+    return cells_to_pixels(transfer_points(field, cells), grid_hw, net_hw) * from_net
+
+
+def dense_image_flow(
+    field: Tensor, src_hw: tuple[int, int], trg_hw: tuple[int, int], net_hw: tuple[int, int]
+) -> Tensor:
+    """Dense source -> target flow in image pixels (the convention of ``MatchOutput.flow``).
+
+    Args:
+        field: (B, 6, h, w). src_hw / trg_hw / net_hw: see :func:`transfer_image_points`.
+
+    Returns:
+        (B, 2, Hs, Ws).
+    """
+    b = field.shape[0]
+    grid = cell_grid(src_hw[0], src_hw[1], field.device, field.dtype).reshape(2, -1).T.expand(b, -1, -1)
+    target = transfer_image_points(field, grid, src_hw, trg_hw, net_hw)
+    return (target - grid).permute(0, 2, 1).reshape(b, 2, src_hw[0], src_hw[1])
+
+
 def warp_image(img: Tensor, flow: Tensor) -> Tensor:
     """Bring an image onto the grid a flow is defined on (backward warping, zeros outside).
 

@@ -11,12 +11,14 @@
 * Smoothness: the squared finite differences of the final attribute-transferred image (the "L2
   regularization loss [21, 28] to encourage spatial smoothness in the stylized image").
 * Flow supervision (synthetic pairs only): the end-point error, in feature cells, of every
-  iteration's matched points against the ground-truth warp. The paper trains its first step on the
+  iteration's transfer of ground-truth correspondences (the synthetic pairs' exact keypoints, spread
+  uniformly over the part of the target that sees the source; sparse points are as good a sample of
+  the warp as a dense flow and cost no inversion of the warp). The paper trains its first step on the
   synthetic pairs of [41] "similar to [42]", whose two-step scheme starts from a network trained with
   the synthetic transformations' ground truth; the paper does not say whether its own first step reads
-  that ground truth. Weight ``flow`` (1 by default); it applies only to batches that carry a
-  ``flow``, so the image pairs of stage 2 train on the weak losses alone. ``flow=0`` trains stage 1
-  weakly too.
+  that ground truth. Weight ``flow`` (1 by default); the training module passes the keypoints in
+  stage 1 only, so the image pairs of stage 2 train on the weak losses alone. ``flow=0`` trains
+  stage 1 weakly too.
 
 Choices where the paper is silent: features are L2-normalised per cell before eqs. 2 and 11 (so the
 softmax temperature and the loss weights do not depend on the backbone's feature scale); sums over
@@ -27,9 +29,10 @@ minimum: a field that sends every cell to the same target point makes the warped
 every candidate equal, a loss of ``log |Q_i|``, lower than that of most real matches between two
 instances; the CPU preset fell into it in stage 2. Read around the matched point, a cell scores well
 only where its match is a similarity peak of the target. Candidates outside the target map are left out
-of the softmax (a zero feature would sit at distance 1 of every unit feature, closer than most real
-features at cosine < 0.5); the network keeps every matched point on the target map
-(:func:`~.affine.clamp_field`), so the positive is always a real feature.
+of the softmax (there is no feature there to be a negative); the network keeps every matched point on
+the target map (:func:`~.affine.clamp_field`), so the positive is always a real feature. Distances
+between unit features are ``2 - 2 cos``, the cosine interpolated bilinearly between target cells
+(:func:`patch_distances`).
 ``tau = 0.1``; the truncation is the paper's ``max(., tau)`` ("floor": cells already matched with
 ``-log K_i < tau`` stop contributing), ``truncation="cap"`` gives the robust reading
 ``min(., tau)`` (cells that cannot be matched, e.g. background, stop contributing); weights
@@ -45,7 +48,8 @@ from torch import Tensor, nn
 
 from semcorr.errors import ConfigError
 
-from .affine import cell_grid, cells_to_pixels, pixels_to_cells, sample_cells, window_offsets, window_positions
+from .affine import pixels_to_cells, transfer_points, window_offsets, window_positions
+from .correlation import correlation_volume, sample_volume
 from .network import SAMNetOutput
 
 TRUNCATIONS = ("floor", "cap")
@@ -55,6 +59,10 @@ def patch_distances(
     attr: Tensor, trg: Tensor, field: Tensor, window_radius: int = 4, patch_radius: int = 1
 ) -> tuple[Tensor, Tensor]:
     """Eq. 11 patch distances of every source cell to its shifted transformation candidates.
+
+    With unit features ``||a - b||^2 = 2 - 2 cos(a, b)``; the cosines come from one correlation
+    volume sampled at the candidate points (:func:`~.correlation.sample_volume`, bilinear between
+    target cells).
 
     Args:
         attr: (B, C, h, w) ``F^{s<-t,L}`` (normalised here).
@@ -67,14 +75,13 @@ def patch_distances(
         ``(dist, inside)``: ``dist`` (B, K, h, w), K = (2 window_radius + 1)^2 in
         :func:`~.affine.window_offsets` order, entry k at cell i is ``D(i, offsets[k])``, the
         positive ``d = 0`` is k = K // 2; ``inside`` (B, K, h, w) bool, whether the candidate
-        point ``i + f_i + d`` lies on the target map. Memory: B * C * K * h * w values.
+        point ``i + f_i + d`` lies on the target map.
     """
-    b, _, h, w = attr.shape
     th, tw = trg.shape[-2:]
     offsets = window_offsets(window_radius, field.device, field.dtype)
     positions = window_positions(field, field.new_zeros(1, 2)) + offsets[None, :, None, None]
-    cand = sample_cells(F.normalize(trg, dim=1), positions)  # (B, C, K, h, w)
-    per_cell = (F.normalize(attr, dim=1)[:, :, None] - cand).pow(2).sum(dim=1)  # (B, K, h, w)
+    cosine = sample_volume(correlation_volume(attr, trg), positions)  # (B, K, h, w)
+    per_cell = 2.0 - 2.0 * cosine
     patch = 2 * patch_radius + 1
     dist = F.avg_pool2d(per_cell, patch, stride=1, padding=patch_radius, count_include_pad=True) * patch * patch
     x, y = positions[..., 0], positions[..., 1]
@@ -139,38 +146,33 @@ def smoothness_loss(img: Tensor) -> Tensor:
     return dx.pow(2).mean() + dy.pow(2).mean()
 
 
-def flow_loss(fields: list[Tensor], flow: Tensor, valid: Tensor, image_hw: tuple[int, int]) -> Tensor:
-    """Mean end-point error, in target feature cells, of the fields' matched points against a ground truth.
+def flow_loss(fields: list[Tensor], src_kps: Tensor, trg_kps: Tensor, image_hw: tuple[int, int]) -> Tensor:
+    """Mean end-point error, in feature cells, of the fields' transfer of ground-truth correspondences.
 
     Args:
         fields: (B, 6, h, w) fields, one per iteration (the error is averaged over them).
-        flow: (B, 2, H, W) ground-truth source -> target flow in pixels of the (H, W) network input
-            (both images at that size); NaN where undefined.
-        valid: (B, H, W) bool, where ``flow`` is defined.
+        src_kps / trg_kps: (B, N, 2) corresponding pixels (x, y) of the source and target, both at
+            the (H, W) network input size; NaN rows (padding) are left out.
         image_hw: (H, W).
 
     Returns:
-        Scalar; 0 when no cell centre has a defined flow.
+        Scalar; 0 when no pair has a keypoint.
     """
-    h, w = fields[0].shape[-2:]
-    cells = cell_grid(h, w, flow.device, flow.dtype)  # (2, h, w)
-    centres = cells_to_pixels(cells.permute(1, 2, 0), (h, w), image_hw)  # (h, w, 2) pixels
-    positions = centres[None].expand(flow.shape[0], -1, -1, -1)
-    defined = valid & torch.isfinite(flow).all(dim=1)
-    gt_flow = sample_cells(torch.where(defined[:, None], flow, torch.zeros_like(flow)), positions)  # (B, 2, h, w)
-    inside = sample_cells(defined[:, None].to(flow.dtype), positions)[:, 0] > 0.999  # all 4 pixels defined
-    gt = pixels_to_cells((centres[None] + gt_flow.permute(0, 2, 3, 1)), image_hw, (h, w))  # (B, h, w, 2)
-    if not bool(inside.any()):
-        return flow.new_zeros(())
-    errors = [(cells.permute(1, 2, 0)[None] + f[:, 4:].permute(0, 2, 3, 1) - gt).norm(dim=-1)[inside] for f in fields]
-    return torch.stack([e.mean() for e in errors]).mean()
+    grid = (fields[0].shape[-2], fields[0].shape[-1])
+    src = pixels_to_cells(src_kps.to(fields[0].dtype), image_hw, grid)
+    gt = pixels_to_cells(trg_kps.to(fields[0].dtype), image_hw, grid)
+    valid = torch.isfinite(src).all(dim=-1) & torch.isfinite(gt).all(dim=-1)
+    if not bool(valid.any()):
+        return fields[0].new_zeros(())
+    errors = [(transfer_points(f, src) - gt).norm(dim=-1)[valid].mean() for f in fields]
+    return torch.stack(errors).mean()
 
 
 class SAMNetLoss(nn.Module):
     """Weighted sum ``am L_AM + content L_C + smooth L_smooth (+ flow L_flow)`` of a forward pass.
 
     The first three read the final iteration; ``L_flow`` (:func:`flow_loss`, every iteration) is
-    added for batches with a ground-truth flow when ``flow > 0``.
+    added when ground-truth keypoints are given and ``flow > 0``.
 
     Args:
         tau / truncation: see :func:`attribute_matching_loss`.
@@ -197,13 +199,14 @@ class SAMNetLoss(nn.Module):
         self.window_radius, self.patch_radius = int(window_radius), int(patch_radius)
 
     def forward(
-        self, output: SAMNetOutput, flow: Tensor | None = None, valid: Tensor | None = None
+        self, output: SAMNetOutput, src_kps: Tensor | None = None, trg_kps: Tensor | None = None
     ) -> dict[str, Tensor]:
         """The losses.
 
         Args:
             output: a :class:`~.network.SAMNetOutput` of images of size (H, W).
-            flow / valid: optional (B, 2, H, W) ground-truth flow and (B, H, W) mask (see :func:`flow_loss`).
+            src_kps / trg_kps: optional (B, N, 2) ground-truth correspondences in pixels of the
+                (H, W) input, NaN-padded (see :func:`flow_loss`).
 
         Returns:
             ``{"loss": total, "am": ..., "content": ..., "smooth": ...}`` (and ``"flow"`` when
@@ -217,10 +220,8 @@ class SAMNetLoss(nn.Module):
             "content": content_loss(final.attr_feature, output.src_feature),
             "smooth": smoothness_loss(final.image),
         }
-        if flow is not None and self.weights["flow"] > 0:
-            if valid is None:
-                valid = torch.isfinite(flow).all(dim=1)
+        if src_kps is not None and trg_kps is not None and self.weights["flow"] > 0:
             fields = [it.field for it in output.iterations]
-            terms["flow"] = flow_loss(fields, flow, valid, tuple(final.image.shape[-2:]))
+            terms["flow"] = flow_loss(fields, src_kps, trg_kps, tuple(final.image.shape[-2:]))
         terms["loss"] = sum(self.weights[name] * value for name, value in terms.items())
         return terms

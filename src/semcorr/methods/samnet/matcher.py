@@ -2,9 +2,12 @@
 method.checkpoint=PATH``.
 
 The matcher rebuilds the network from a checkpoint written by ``python train.py model=samnet``
-(:mod:`semcorr.lit.samnet`): the network's hyper-parameters and the training image size are read
-from it and its weights (backbone included) are loaded strictly into the backbone given by the
-config (it must be the backbone the checkpoint was trained with).
+(:mod:`semcorr.lit.samnet`): the network's settings and the training image size are read from its
+``samnet`` record (:data:`CKPT_KEY`) and its weights (backbone included) are loaded strictly into
+the backbone given by the config (it must be the backbone the checkpoint was trained with).
+``attribute_weight`` may differ from the training's at test (the "wo/Att." ablation on the same
+weights). :attr:`SAMNetMatcher.trained_on` is the record's list of training pairs (the protocol
+record of every evaluation says what the weights saw).
 
 Per pair, both images are resized (bilinear) to the network size (default: the training size),
 the network runs ``iterations`` times (10 at test in the paper; by default the checkpoint's
@@ -35,7 +38,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -45,7 +47,7 @@ from semcorr.io import read_torch
 from semcorr.methods.base import Matcher, MatchOutput
 from semcorr.viz.strip import file_stem, save_image, save_strip
 
-from .affine import cell_grid, cells_to_pixels, pixels_to_cells, transfer_points, warp_image
+from .affine import dense_image_flow, transfer_image_points, warp_image
 from .network import SAMNet, SAMNetOutput
 
 #: The command that makes a checkpoint, named in every error about a missing one.
@@ -61,6 +63,11 @@ TEST_ITERATIONS = 10
 #: Prefix of the network's keys in the LightningModule's state_dict.
 STATE_PREFIX = "net."
 
+#: Key of SAM-Net's own record in a Lightning checkpoint (written by the training module).
+CKPT_KEY = "samnet"
+#: What the matcher reads from that record (``trained_on``: checkpoints of this version on).
+RECORD_KEYS = ("network", "backbone", "image_size", "val_iterations", "trained_on")
+
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a SAM-Net Lightning checkpoint (tensors and plain values only: ``weights_only``).
@@ -69,21 +76,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         path: the ``.ckpt`` file.
 
     Returns:
-        The checkpoint dict (``state_dict``, ``hyper_parameters``, ...).
+        The checkpoint dict (``state_dict``, ``samnet`` (:data:`CKPT_KEY`): ``network`` settings,
+        ``backbone`` name, ``image_size``, ``val_iterations``, ``trained_on``, ``stage``; ...).
 
     Raises:
         WeightsError: missing, unreadable (one line naming the file and the fix, never torch's
-            advice to load unsafely), or not a SAM-Net checkpoint.
+            advice to load unsafely), or not a SAM-Net checkpoint of this version (the message
+            names the record keys it lacks).
     """
     file = Path(path).expanduser()
     if not file.is_file():
         raise WeightsError(f"SAM-Net checkpoint {str(file)!r} does not exist. {TRAIN_HINT}")
     ckpt = read_torch(file, WeightsError, f"Give method.checkpoint a .ckpt written by train.py. {TRAIN_HINT}")
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, Mapping) else {}
-    if "network" not in hparams or "state_dict" not in ckpt:
-        raise WeightsError(
-            f"{str(file)!r} is not a SAM-Net checkpoint (no network hyper-parameters / state_dict). {TRAIN_HINT}"
-        )
+    record = ckpt.get(CKPT_KEY, {}) if isinstance(ckpt, Mapping) else {}
+    missing = [k for k in RECORD_KEYS if not isinstance(record, Mapping) or k not in record]
+    if missing or "state_dict" not in ckpt:
+        lacks = f"its {CKPT_KEY!r} record lacks {', '.join(missing)}" if missing else "it has no state_dict"
+        raise WeightsError(f"{str(file)!r} is not a SAM-Net checkpoint of this version ({lacks}). {TRAIN_HINT}")
     return dict(ckpt)
 
 
@@ -97,48 +106,6 @@ def resize(img: Tensor, size: Sequence[int]) -> Tensor:
     if tuple(img.shape[-2:]) == tuple(size):
         return img
     return F.interpolate(img, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def transfer_image_points(
-    field: Tensor,
-    points: Tensor,
-    src_hw: tuple[int, int],
-    trg_hw: tuple[int, int],
-    net_hw: tuple[int, int],
-) -> Tensor:
-    """Map source image points to the target image through a field computed at the network size.
-
-    Args:
-        field: (B, 6, h, w) final field on the source feature grid.
-        points: (B, N, 2) source pixels (x, y) of the (Hs, Ws) source image, NaN-padded.
-        src_hw / trg_hw: (H, W) of the source / target images the points live in.
-        net_hw: (Hn, Wn), the size both images were resized to for the network.
-
-    Returns:
-        (B, N, 2) target pixels (NaN where the query was NaN).
-    """
-    grid_hw = (field.shape[-2], field.shape[-1])
-    to_net = points.new_tensor([net_hw[1] / src_hw[1], net_hw[0] / src_hw[0]])
-    from_net = points.new_tensor([trg_hw[1] / net_hw[1], trg_hw[0] / net_hw[0]])
-    cells = pixels_to_cells(points * to_net, net_hw, grid_hw)
-    return cells_to_pixels(transfer_points(field, cells), grid_hw, net_hw) * from_net
-
-
-def dense_image_flow(
-    field: Tensor, src_hw: tuple[int, int], trg_hw: tuple[int, int], net_hw: tuple[int, int]
-) -> Tensor:
-    """Dense source -> target flow in image pixels (the convention of ``MatchOutput.flow``).
-
-    Args:
-        field: (B, 6, h, w). src_hw / trg_hw / net_hw: see :func:`transfer_image_points`.
-
-    Returns:
-        (B, 2, Hs, Ws).
-    """
-    b = field.shape[0]
-    grid = cell_grid(src_hw[0], src_hw[1], field.device, field.dtype).reshape(2, -1).T.expand(b, -1, -1)
-    target = transfer_image_points(field, grid, src_hw, trg_hw, net_hw)
-    return (target - grid).permute(0, 2, 1).reshape(b, 2, src_hw[0], src_hw[1])
 
 
 class SAMNetMatcher(Matcher):
@@ -155,6 +122,8 @@ class SAMNetMatcher(Matcher):
         size: (H, W) network input size; None: the checkpoint's training size.
         network: an already built :class:`SAMNet` instead of a checkpoint (then ``size`` is
             required), e.g. an untrained network for a baseline.
+        attribute_weight: ``"paper"`` or ``"zero"`` (``lambda^l`` of eq. 5, see
+            :class:`~.network.SAMNet`); None: the checkpoint's.
 
     Raises:
         ConfigError: no checkpoint, a different backbone, a bad size.
@@ -168,16 +137,20 @@ class SAMNetMatcher(Matcher):
         iterations: int | None = None,
         size: Sequence[int] | None = None,
         network: SAMNet | None = None,
+        attribute_weight: str | None = None,
     ) -> None:
         super().__init__()
         if network is None:
             if checkpoint is None or str(checkpoint) in ("", "???"):
                 raise ConfigError(f"method.checkpoint is required for SAM-Net (a trained checkpoint). {TRAIN_HINT}")
             ckpt = read_checkpoint(checkpoint)
-            network = self._build(ckpt, backbone, str(checkpoint))
-            hparams = ckpt["hyper_parameters"]
-            size = hparams["image_size"] if size is None else size
-            iterations = hparams.get("val_iterations", TEST_ITERATIONS) if iterations is None else iterations
+            network = self._build(ckpt, backbone, str(checkpoint), attribute_weight)
+            record = ckpt[CKPT_KEY]
+            size = record["image_size"] if size is None else size
+            iterations = record["val_iterations"] if iterations is None else iterations
+            self.trained_on = tuple(record["trained_on"])
+        elif attribute_weight is not None:
+            raise ConfigError("method.attribute_weight applies to a checkpoint; build the network with it instead")
         iterations = TEST_ITERATIONS if iterations is None else iterations
         if size is None or len(size) != 2 or min(int(s) for s in size) < 16:
             raise ConfigError(f"method.size must be [H, W] with H, W >= 16 (or null for the training size), got {size}")
@@ -187,11 +160,16 @@ class SAMNetMatcher(Matcher):
         self.size = (int(size[0]), int(size[1]))
         self.iterations = int(iterations)
 
+    @property
+    def backbone(self) -> Backbone:
+        """The network's feature extractor (the protocol record reads its name)."""
+        return self.net.backbone
+
     @staticmethod
-    def _build(ckpt: Mapping[str, Any], backbone: Backbone | None, where: str) -> SAMNet:
+    def _build(ckpt: Mapping[str, Any], backbone: Backbone | None, where: str, attribute_weight: str | None) -> SAMNet:
         """The network of a checkpoint on ``backbone``, with the checkpoint's weights loaded."""
-        hparams = ckpt["hyper_parameters"]
-        trained_with = str(hparams["backbone"]["name"])
+        record = ckpt[CKPT_KEY]
+        trained_with = str(record["backbone"])
         if backbone is None:
             raise ConfigError(
                 f"SAM-Net needs the backbone it was trained with ({trained_with}): pass backbone={trained_with}"
@@ -201,7 +179,10 @@ class SAMNetMatcher(Matcher):
                 f"SAM-Net checkpoint {where!r} was trained with backbone {trained_with!r}, but the config gives "
                 f"{backbone.name!r}: add backbone={trained_with} to the command."
             )
-        network = SAMNet(backbone, **dict(hparams["network"]))
+        settings = dict(record["network"])
+        if attribute_weight is not None:
+            settings["attribute_weight"] = attribute_weight
+        network = SAMNet(backbone, **settings)
         try:
             network.load_state_dict(network_state(ckpt["state_dict"]), strict=True)
         except RuntimeError as err:

@@ -11,6 +11,11 @@ iteration: ``df = r tanh(raw / r)`` with ``r`` the correlation window's radius (
 sees no evidence farther away) and ``dA = 0.5 tanh(raw / 0.5)``. Both are the identity near 0 and
 keep an early, too large step from throwing the whole field out of the target (where every
 candidate of the loss reads zero and the gradient vanishes).
+
+Field input (a departure, ``SAMNet(field_input=True)``): the paper's network sees the correlation
+only, so it cannot tell that a cell's match disagrees with its neighbours'; with
+:func:`field_features` of the current field as 6 more input channels it can learn that geometric
+consistency (what regularised Hough matching gives HPF).
 """
 
 from __future__ import annotations
@@ -34,11 +39,26 @@ def conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Seque
     )
 
 
+def field_features(field: Tensor) -> Tensor:
+    """The current field as network input: ``A - I`` and the displacement as a fraction of the map.
+
+    Args:
+        field: (B, 6, h, w).
+
+    Returns:
+        (B, 6, h, w): ``(a11 - 1, a12, a21, a22 - 1, fx / w, fy / h)``.
+    """
+    h, w = field.shape[-2:]
+    shift = field.new_tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).view(1, FIELD_CHANNELS, 1, 1)
+    scale = field.new_tensor([1.0, 1.0, 1.0, 1.0, 1.0 / w, 1.0 / h]).view(1, FIELD_CHANNELS, 1, 1)
+    return (field - shift) * scale
+
+
 class MatchingNetwork(nn.Module):
     """U-Net mapping a correlation volume to a residual affine field.
 
     Args:
-        in_channels: K, the window entries of the correlation (81 for 9x9).
+        in_channels: K, the window entries of the correlation (81 for 9x9), + 6 with the field input.
         channels: widths of the scales, finest first (len >= 1).
         max_shift: bound of the translation residual per iteration (cells).
         max_affine: bound of each entry of the ``A`` residual per iteration.
