@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semcorr.grid import cells_to_pixels, move_points, pixel_grid, pixel_points
+from semcorr.grid import cells_to_pixels, move_points, pixel_grid, pixel_points, pixels_to_cells
 
 
 def test_pixel_grid_and_points_layouts():
@@ -21,6 +21,7 @@ def test_cells_to_pixels_centres():
     pos = torch.tensor([[0.0, 0.0], [5.0, 3.0]])  # (x, y) cells
     assert cells_to_pixels(pos, (8, 8), (8, 8)).tolist() == [[0.0, 0.0], [5.0, 3.0]]
     assert cells_to_pixels(pos, (4, 4), (8, 8)).tolist() == [[0.5, 0.5], [10.5, 6.5]]
+    assert pixels_to_cells(torch.tensor([[0.5, 0.5], [10.5, 6.5]]), (8, 8), (4, 4)).tolist() == pos.tolist()
 
 
 def test_move_points_bilinear_and_nan():

@@ -56,6 +56,20 @@ def cells_to_pixels(points: Tensor, grid_hw: tuple[int, int], image_hw: tuple[in
     return (points + 0.5) * ratio - 0.5
 
 
+def pixels_to_cells(points: Tensor, image_hw: tuple[int, int], grid_hw: tuple[int, int]) -> Tensor:
+    """Image pixels -> feature cells, the inverse of :func:`cells_to_pixels`:
+    ``u = (x + 0.5) w / W - 0.5``.
+
+    Args:
+        points: (..., 2) pixel coordinates (x, y) of an (H, W) image.
+        image_hw: (H, W). grid_hw: (h, w) of its feature map.
+
+    Returns:
+        (..., 2) cell coordinates (u, v).
+    """
+    return cells_to_pixels(points, image_hw, grid_hw)
+
+
 def _normalised_grid(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(B, 2, H', W') pixel positions in an (height, width) image -> (B, H', W', 2) grid_sample grid.
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from semcorr.grid import cells_to_pixels, pixels_to_cells
 from semcorr.metrics.warping import warp_by_flow
 
 #: Channels of a field: (a11, a12, a21, a22, fx, fy).
@@ -193,34 +194,6 @@ def transfer_points(field: Tensor, points: Tensor) -> Tensor:
             wy = frac[..., 1] if dy else 1.0 - frac[..., 1]
             out = out + (wx * wy)[..., None] * pred
     return torch.where(finite, out, torch.full_like(out, float("nan")))
-
-
-def pixels_to_cells(points: Tensor, image_hw: tuple[int, int], grid_hw: tuple[int, int]) -> Tensor:
-    """Image pixels -> feature cells: ``u = (x + 0.5) w / W - 0.5``.
-
-    Args:
-        points: (..., 2) pixel coordinates (x, y) of an (H, W) image.
-        image_hw: (H, W). grid_hw: (h, w) of its feature map.
-
-    Returns:
-        (..., 2) cell coordinates.
-    """
-    ratio = points.new_tensor([grid_hw[1] / image_hw[1], grid_hw[0] / image_hw[0]])
-    return (points + 0.5) * ratio - 0.5
-
-
-def cells_to_pixels(points: Tensor, grid_hw: tuple[int, int], image_hw: tuple[int, int]) -> Tensor:
-    """Feature cells -> image pixels, the inverse of :func:`pixels_to_cells`.
-
-    Args:
-        points: (..., 2) cell coordinates (x, y) of an (h, w) grid.
-        grid_hw: (h, w). image_hw: (H, W) of the image.
-
-    Returns:
-        (..., 2) pixel coordinates.
-    """
-    ratio = points.new_tensor([image_hw[1] / grid_hw[1], image_hw[0] / grid_hw[0]])
-    return (points + 0.5) * ratio - 0.5
 
 
 def transfer_image_points(

@@ -47,8 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semcorr.errors import ConfigError
+from semcorr.grid import pixels_to_cells
 
-from .affine import pixels_to_cells, transfer_points, window_offsets, window_positions
+from .affine import transfer_points, window_offsets, window_positions
 from .correlation import correlation_volume, sample_volume
 from .network import SAMNetOutput
 
