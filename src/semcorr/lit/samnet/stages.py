@@ -89,7 +89,7 @@ def build_module(cfg: DictConfig, stage: int, data: StageData) -> SAMNetModule:
         optimizer=m[f"stage{stage}"].optimizer,
         stage=stage,
         supervised=stage == 1 and float(m.loss.flow) > 0,
-        val_sets=list(data.val),
+        val_sets={name: list(dataset.categories) for name, dataset in data.val.items()},
         trained_on=list(data.trained_on),
     )
 
