@@ -26,7 +26,7 @@ from fixtures_samnet import TinyBackbone, one_thread, write_photos  # noqa: F401
 from semcorr.backbones import load_backbone
 from semcorr.cli import find_user_error
 from semcorr.errors import ConfigError, DatasetNotFoundError, WeightsError
-from semcorr.lit.evaluate import build_method, run_evaluation
+from semcorr.lit.evaluation_runner import build_method, run_evaluation
 from semcorr.lit.samnet import EpochSampler, MemoryCache, SAMNetModule, ScheduleCheck, warmup_cosine
 from semcorr.lit.samnet.data import build_stage_data, describe, train_config
 from semcorr.lit.samnet.stages import build_module, run_stages

@@ -54,7 +54,7 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 
 from semcorr.errors import ConfigError
 from semcorr.io import write_json
-from semcorr.lit.evaluate import finish_run
+from semcorr.lit.evaluation_runner import finish_run
 from semcorr.lit.progress import ProgressBar as SemcorrProgressBar
 from semcorr.lit.train import start_run
 from semcorr.methods.samnet.matcher import CKPT_KEY, network_state, read_checkpoint
