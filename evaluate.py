@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 from semcorr.cli import exit_on_user_error
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")

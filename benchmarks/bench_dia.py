@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from semcorr.grid import move_points
-from semcorr.lit.evaluate import build_method
+from semcorr.lit.evaluation_runner import build_method
 from semcorr.methods.dia import nnf_to_flow
 from semcorr.methods.dia.patchmatch import upsample_nnf
 from semcorr.metrics.pck import pck_per_pair

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from semcorr.lit.evaluate import build_method
+from semcorr.lit.evaluation_runner import build_method
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.hpf.rhm import match_fast
 from semcorr.methods.hpf.transfer import box_transfer

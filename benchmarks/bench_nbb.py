@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from semcorr.lit.evaluate import build_method
+from semcorr.lit.evaluation_runner import build_method
 from semcorr.methods.nbb.densify import consistent_buddies
 from semcorr.methods.nbb.mls import mls_grid, mls_map
 from semcorr.metrics.pck import pck_per_pair

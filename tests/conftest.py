@@ -29,7 +29,7 @@ def build_method(method: str, overrides: list[str] = (), backbone: str = "mobile
     backbone and overrides, e.g. ``build_method("dia", ["method.pm_iters=2"])``. A user error
     (:class:`SemcorrError`) raised inside is re-raised as itself, as the CLI reports it."""
     from semcorr.cli import find_user_error
-    from semcorr.lit.evaluate import build_method as instantiate_method
+    from semcorr.lit.evaluation_runner import build_method as instantiate_method
 
     cfg = compose_config(
         "evaluate",

@@ -19,7 +19,7 @@ from torch.utils.data import DistributedSampler
 
 from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 from semcorr.data.datamodule import ShardSampler
 from semcorr.lit.evaluation_module import gather_records
 

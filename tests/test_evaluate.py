@@ -14,7 +14,7 @@ from omegaconf import open_dict
 
 from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 from semcorr.methods.identity import IdentityMatcher
 
 
@@ -85,7 +85,7 @@ def test_wandb_offline_run_holds_the_metrics_and_the_console_stays_quiet(tmp_pat
 
 
 def test_wandb_lines_come_back_on_request(tmp_path):
-    from semcorr.lit.evaluate import build_logger
+    from semcorr.lit.evaluation_runner import build_logger
 
     quiet = build_logger(compose_config("evaluate", ["logger=wandb"], tmp_path), tmp_path)
     assert quiet._wandb_init["settings"].silent and "anonymous" not in quiet._wandb_init
@@ -178,7 +178,7 @@ class HalfBlindIdentity(IdentityMatcher):
 
 def test_keypoints_without_prediction_are_counted_wrong_and_reported(tmp_path, willow, caplog):
     cfg = compose_config("evaluate", ["method=identity", "dataset=pfwillow", f"dataset.root={willow}", "logger=none"], tmp_path)
-    with caplog.at_level("WARNING", logger="semcorr.lit.evaluate"):
+    with caplog.at_level("WARNING", logger="semcorr.lit.evaluation_runner"):
         metrics = run_evaluation(cfg, method=HalfBlindIdentity())
     assert "60 of 120 keypoints got no prediction" in caplog.text and "margin_pruning" in caplog.text
     full = run_evaluation(compose_config("evaluate", ["method=identity", "dataset=pfwillow", f"dataset.root={willow}",
@@ -189,7 +189,7 @@ def test_keypoints_without_prediction_are_counted_wrong_and_reported(tmp_path, w
 def test_run_names_come_from_the_method_configs_under_the_cli_runtime(tmp_path, willow, hydra_run):
     """``method=hpf`` and ``method=nn`` are both HyperpixelFlow: the name comes from the config, the
     same whether composed in Python or by the command line's Hydra runtime."""
-    from semcorr.lit.evaluate import build_logger, run_name
+    from semcorr.lit.evaluation_runner import build_logger, run_name
 
     for method in ("hpf", "nn", "identity", "nbb", "dia", "samnet"):
         overrides = [f"method={method}", "dataset=pfwillow"]

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from conftest import compose_config, shared_data
 from fixtures_dense import make_caltech, make_tss
 from semcorr.data.tss import TSSDataset
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 from semcorr.methods.identity import IdentityMatcher
 
 

@@ -13,7 +13,7 @@ from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
 from semcorr.errors import ConfigError
 from semcorr.expected import BEGIN, END, check, compare, load, measured_block, table_markdown, write_readme_table
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 
 
 def test_the_repository_file_parses_and_the_readme_table_is_generated_from_it():

@@ -9,7 +9,7 @@ import torch
 
 from conftest import compose_config
 from fixtures_keypoints import build_pfwillow
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 from semcorr.lit.hpf_search import run_search
 
 COMMON = ["backbone=mobilenet_v2", "backbone.net.weights=none", "logger=none", "model.split=test"]

@@ -14,7 +14,7 @@ from semcorr.backbones import load_backbone
 from semcorr.cli import exit_on_user_error
 from semcorr.errors import ConfigError, WeightsError
 from semcorr.io import read_torch, safe_stem
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 from semcorr.lit.journal import EvaluationJournal
 from semcorr.methods.samnet.matcher import read_checkpoint
 

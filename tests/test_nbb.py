@@ -521,7 +521,7 @@ def test_applications_are_written_for_a_pairs_folder(tmp_path):
     """`evaluate.py method=nbb dataset=pairs save_pictures=true` on the user's own images writes,
     per pair, the buddies, the alignment (midpoint warps and blend), morph frames and the hybrid."""
     from conftest import compose_config
-    from semcorr.lit.evaluate import run_evaluation
+    from semcorr.lit.evaluation_runner import run_evaluation
 
     photo = Image.open(sorted((WILLOW / "duck(S)").glob("*.png"))[0]).convert("RGB") if WILLOW.is_dir() else None
     g = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from conftest import compose_config
 from semcorr.backbones.base import Backbone
 from semcorr.backbones.geometry import LayerGeometry
 from semcorr.errors import ConfigError
-from semcorr.lit.evaluate import build_method
+from semcorr.lit.evaluation_runner import build_method
 from semcorr.methods.hpf import HyperpixelFlow
 from semcorr.methods.nn import NearestNeighbour, read_out
 

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import compose_config
 from fixtures_keypoints import build_pfwillow
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 from semcorr.lit.interrupt import ResumeOnInterrupt, checkpoint_note, resume_command
 from semcorr.lit.progress import ProgressBar, SearchProgress, progress_line
 

@@ -16,7 +16,7 @@ from fixtures_dense import make_caltech
 from fixtures_keypoints import PFPASCAL_SPLITS, build_pfpascal, build_pfwillow, require_shared
 from semcorr.data.pfpascal import PFPascalDataset
 from semcorr.data.pfwillow import FOLDER_PAIRS, PFWillowDataset
-from semcorr.lit.evaluate import build_method, run_evaluation
+from semcorr.lit.evaluation_runner import build_method, run_evaluation
 from semcorr.protocol import describe, differing_fields, evaluation_part, run_record
 
 

@@ -21,7 +21,7 @@ from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
 from semcorr.data.datamodule import ShardSampler
 from semcorr.errors import ConfigError, OutputError
-from semcorr.lit.evaluate import run_evaluation
+from semcorr.lit.evaluation_runner import run_evaluation
 from semcorr.lit.journal import fingerprint
 from semcorr.methods.identity import IdentityMatcher
 
@@ -164,7 +164,7 @@ def test_a_full_disk_at_the_end_prints_the_results_first_and_keeps_the_journal(t
     reference = run_evaluation(compose_config("evaluate", overrides, tmp_path / "whole"), method=CountingIdentity())
     capsys.readouterr()
     run_dir = tmp_path / "run"
-    monkeypatch.setattr("semcorr.lit.evaluate.write_metrics", no_space)
+    monkeypatch.setattr("semcorr.lit.evaluation_runner.write_metrics", no_space)
     with pytest.raises(OutputError) as err:
         run_evaluation(hydra_run("evaluate", overrides, run_dir), method=CountingIdentity())
     printed = capsys.readouterr().out

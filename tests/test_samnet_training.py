@@ -26,13 +26,15 @@ from fixtures_samnet import TinyBackbone, one_thread, write_photos  # noqa: F401
 from semcorr.backbones import load_backbone
 from semcorr.cli import find_user_error
 from semcorr.errors import ConfigError, DatasetNotFoundError, WeightsError
-from semcorr.lit.evaluate import build_method, run_evaluation
+from semcorr.lit.evaluation_runner import build_method, run_evaluation
 from semcorr.lit.samnet import EpochSampler, MemoryCache, SAMNetModule, ScheduleCheck, warmup_cosine
 from semcorr.lit.samnet.data import build_stage_data, describe, train_config
 from semcorr.lit.samnet.stages import build_module, run_stages
+from semcorr.methods.base import MatchOutput
 from semcorr.methods.samnet import SAMNetMatcher
 from semcorr.methods.samnet.affine import transfer_image_points
 from semcorr.methods.samnet.matcher import network_state, read_checkpoint
+from semcorr.metrics.pck import PCKEvaluator
 
 
 def train_overrides(images, willow, steps: int, extra: list[str] = ()) -> list[str]:
@@ -119,6 +121,33 @@ def test_module_is_instantiated_from_the_config_with_the_stage_optimizer(tmp_pat
     schedule = one.make_scheduler(one.make_optimizer(params), 100)
     assert isinstance(schedule, torch.optim.lr_scheduler.LambdaLR)
     assert not any(p.requires_grad for p in one.net.backbone.parameters())  # frozen (model.trainable_backbone)
+
+
+def test_validation_scores_with_the_pck_family_by_hand(tmp_path, data_dirs):
+    """validation_step feeds the project's PCK family the transferred points against trg_kps with
+    the batch's T: targets placed at known distances from the network's own predictions."""
+    cfg = compose_config("train", train_overrides(*data_dirs, steps=2), tmp_path)
+    module = build_module(cfg, 1, build_stage_data(cfg, [1])[1]).eval()
+    torch.manual_seed(0)
+    src, trg = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
+    src_kps = torch.tensor([[[10.0, 12.0], [30.0, 20.0]], [[5.0, 40.0], [float("nan"), float("nan")]]])
+    with torch.no_grad():
+        fields = [it.field for it in module(src, trg, 2).iterations]
+    preds = [transfer_image_points(f, src_kps, (48, 48), (48, 48), (48, 48)) for f in fields]
+    # T = 10, alpha 0.1: within 1 px is correct. Pair 0: 0.5 px (yes), 2 px (no); pair 1: 0.8 px (yes), padding
+    offset = torch.tensor([[[0.5, 0.0], [0.0, 2.0]], [[0.0, 0.8], [0.0, 0.0]]])
+    batch = {"src_img": src, "trg_img": trg, "src_kps": src_kps, "trg_kps": preds[-1] + offset,
+             "pck_threshold": torch.tensor([10.0, 10.0]), "category_id": torch.tensor([0, 0])}
+    with torch.no_grad():
+        module.validation_step(batch, 0, dataloader_idx=1)
+    assert module.val_pck[1][1].compute()["pck@0.1"] == pytest.approx(75.0)  # mean over pairs of 50 % and 100 %
+    assert module.val_epe[1].compute() == pytest.approx((0.5 + 2.0 + 0.8) / 3)
+    first = PCKEvaluator([0.1], module.val_pck[1][0].categories)
+    first.update(batch, MatchOutput(preds[0]))
+    assert module.val_pck[1][0].compute()["pck@0.1"] == pytest.approx(first.compute()["pck@0.1"])
+    assert module.val_pck[0][1].per_pair.counts.sum() == 0  # the other set's family saw nothing
+    module.on_validation_epoch_end()  # logs (no trainer here) and resets for the next validation
+    assert module.val_pck[1][1].per_pair.counts.sum() == 0
 
 
 def test_warmup_cosine_by_hand():

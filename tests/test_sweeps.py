@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
-from semcorr.lit.evaluate import build_logger
+from semcorr.lit.evaluation_runner import build_logger
 
 SWEEPS = sorted((CONF / "sweep").glob("*.yaml"))
 

@@ -3,7 +3,7 @@
 Each lists the constructor's keyword arguments (``tests/test_config.py`` checks the names against
 the signature, so a knob added to a method without its schema fails the tests) with the valid
 range, plus ``name``, the method's name in run names and results, which
-:func:`semcorr.lit.evaluate.build_method` removes before instantiating. ``backbone`` is the
+:func:`semcorr.lit.evaluation_runner.build_method` removes before instantiating. ``backbone`` is the
 ``${backbone.net}`` node, checked by the backbone schema where it is defined. Defaults stay in the
 YAML files and the constructors; the schemas only say what is valid.
 """

@@ -1,5 +1,5 @@
 """The evaluation LightningModule: one module evaluates any method on any dataset of the loop (the
-runner that builds and runs it is :mod:`semcorr.lit.evaluate`).
+runner that builds and runs it is :mod:`semcorr.lit.evaluation_runner`).
 
 ``test_step`` calls the method once per batch through the :class:`semcorr.methods.base.Matcher`
 interface, asking for what the dataset's metric families need (:mod:`semcorr.metrics.evaluators`,

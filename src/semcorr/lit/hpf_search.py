@@ -44,7 +44,7 @@ from torch import nn
 from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError
 from semcorr.io import write_json, write_text
-from semcorr.lit.evaluate import build_logger, build_method, build_trainer, finish_run
+from semcorr.lit.evaluation_runner import build_logger, build_method, build_trainer, finish_run
 from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
 from semcorr.lit.progress import SearchProgress
 from semcorr.lit.train import dataset_split, start_run

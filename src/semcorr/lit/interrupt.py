@@ -2,7 +2,7 @@
 
 Lightning turns a ``KeyboardInterrupt`` inside ``fit`` / ``test`` into a call of every callback's
 ``on_exception`` and then exits with status 1; :class:`ResumeOnInterrupt` uses that moment. The
-evaluation journals the pairs done since its last journal (:mod:`semcorr.lit.evaluate`); a
+evaluation journals the pairs done since its last journal (:mod:`semcorr.lit.evaluation_runner`); a
 training runner describes its last checkpoint (:func:`checkpoint_note`) and resumes from it when
 run again in the same run directory. The command printed is the one that started the run (the
 script and the user's overrides, from Hydra) with ``hydra.run.dir`` set to the run directory.

@@ -14,7 +14,7 @@ Layout: ``<run dir>/partial/rank<r>.pt``, one file per process, rewritten atomic
     records       the per-pair records of those pairs (see EvaluationModule)
 
 Besides these periodic writes, the evaluation journals the pairs left over at the end of the test
-epoch and on Ctrl-C (:mod:`semcorr.lit.evaluate`), so a run whose results cannot be written (full
+epoch and on Ctrl-C (:mod:`semcorr.lit.evaluation_runner`), so a run whose results cannot be written (full
 disk) or that is interrupted loses no evaluated pair. A journal that cannot be written (full disk)
 is a warning, not the end of the run: the previous journal stays as it was.
 

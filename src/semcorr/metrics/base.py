@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torchmetrics import Metric
 
 from semcorr.methods.base import MatchOutput
 
@@ -54,3 +55,9 @@ class Evaluator(nn.Module):
         """The family's results as flat ``{key: value}`` (accuracies in %), synced across processes:
         every process must call it (the same number of times, in the same order)."""
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget the batches added so far (every torchmetrics state of the family), for the next pass."""
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.reset()

@@ -14,7 +14,7 @@ state (droplink and detached-iteration draws) for an exact resume.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from semcorr.io import atomic_write
 from semcorr.methods.samnet import SAMNet, SAMNetLoss, SAMNetOutput
 from semcorr.methods.samnet.affine import dense_image_flow, transfer_image_points, warp_image
 from semcorr.methods.samnet.matcher import CKPT_KEY, resize
-from semcorr.metrics.pck import pck_per_pair
+from semcorr.methods.base import MatchOutput
+from semcorr.metrics.pck import PCKEvaluator
 
 #: The PCK alpha of the validation metrics (``val/<set>/pck@0.1``).
 VAL_ALPHA = 0.1
@@ -62,6 +63,8 @@ class SAMNetModule(pl.LightningModule):
         scheduler: called with ``(optimizer, total_steps)`` (a ``_partial_`` of :func:`warmup_cosine`),
             stepped every optimiser step; None: a constant rate.
         image_size: (H, W) the network sees (batches are resized to it).
+        val_sets: the validation loaders' names (``val/<name>/...`` metrics), in their order, each with its
+            dataset's category names (``category_id`` indexes them).
         stage: 1 (synthetic pairs) or 2 (image pairs).
         supervised: pass the batches' keypoints to the loss's flow term (stage 1 on synthetic pairs;
             stage 2 is weakly supervised and never reads them).
@@ -69,7 +72,6 @@ class SAMNetModule(pl.LightningModule):
         detached_iterations: at most this many iterations without gradients before the L trained
             ones, drawn uniformly per step (0: none, the paper), so that the trained iterations also
             see fields already under way, as the test's iterations beyond L do.
-        val_sets: names of the validation loaders, in their order (``val/<name>/...`` metrics).
         trained_on: what the weights have been fit on by the end of this stage (``<dataset>/<split>``),
             recorded in checkpoints for the matcher's protocol record.
         image_every_n_steps: log image panels every this many steps (0: never).
@@ -77,7 +79,11 @@ class SAMNetModule(pl.LightningModule):
 
     Batches follow :mod:`semcorr.data.base`. Validation logs, per set, ``val/<set>/pck@0.1``
     (after ``val_iterations``), ``val/<set>/pck@0.1/it<l>`` (after each iteration l, to choose
-    the test count) and ``val/<set>/epe`` (mean keypoint end-point error in target pixels).
+    the test count) and ``val/<set>/epe`` (mean keypoint end-point error in target pixels). The
+    PCK is the ``pck@0.1`` of the project's PCK family (:class:`~semcorr.metrics.pck.PCKEvaluator`,
+    one per set and iteration: the mean over pairs of the per-pair PCK, in resized target pixels
+    with the batch's ``pck_threshold``), the number ``evaluate.py`` reports under
+    ``metrics.resolution=resized`` (its default); a set none of whose pairs has keypoints logs no PCK.
     """
 
     def __init__(
@@ -87,11 +93,11 @@ class SAMNetModule(pl.LightningModule):
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
         scheduler: Callable[[torch.optim.Optimizer, int], Any] | None,
         image_size: Sequence[int],
+        val_sets: Mapping[str, Sequence[str]],
         stage: int = 1,
         supervised: bool = True,
         val_iterations: int = 10,
         detached_iterations: int = 0,
-        val_sets: Sequence[str] = ("val",),
         trained_on: Sequence[str] = (),
         image_every_n_steps: int = 100,
         image_pairs: int = 4,
@@ -113,7 +119,8 @@ class SAMNetModule(pl.LightningModule):
         self.val_sets = [str(name) for name in val_sets]
         iterations = int(val_iterations)
         self.val_pck = nn.ModuleList(
-            [nn.ModuleList([MeanMetric() for _ in range(iterations)]) for _ in self.val_sets]
+            [nn.ModuleList([PCKEvaluator([VAL_ALPHA], categories) for _ in range(iterations)])
+             for categories in val_sets.values()]
         )
         self.val_epe = nn.ModuleList([MeanMetric() for _ in self.val_sets])
 
@@ -151,19 +158,26 @@ class SAMNetModule(pl.LightningModule):
         kps = batch["src_kps"].to(out.final.field.dtype)
         for k, it in enumerate(out.iterations):
             pred = transfer_image_points(it.field, kps, src_hw, trg_hw, self.size)
-            pck = pck_per_pair(pred, batch["trg_kps"], batch["pck_threshold"], [VAL_ALPHA])[:, 0]
-            pck = pck[torch.isfinite(pck)]
-            if not pck.numel():
-                return
-            metric = self.val_pck[dataloader_idx][k]
-            metric.update(100.0 * pck)
-            self.log(f"val/{name}/pck@{VAL_ALPHA:g}/it{k + 1}", metric, batch_size=pck.numel(), add_dataloader_idx=False)
-        self.log(f"val/{name}/pck@{VAL_ALPHA:g}", metric, prog_bar=True, batch_size=pck.numel(), add_dataloader_idx=False)
+            self.val_pck[dataloader_idx][k].update(batch, MatchOutput(pred))
         error = (pred - batch["trg_kps"]).norm(dim=-1)
         error = error[torch.isfinite(error)]
         if error.numel():
             self.val_epe[dataloader_idx].update(error)
             self.log(f"val/{name}/epe", self.val_epe[dataloader_idx], batch_size=error.numel(), add_dataloader_idx=False)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log each set's PCK after each iteration (synced across processes) and start the next
+        validation afresh."""
+        key = f"pck@{VAL_ALPHA:g}"
+        for name, per_iteration in zip(self.val_sets, self.val_pck):
+            values = [evaluator.compute()[key] for evaluator in per_iteration]
+            for evaluator in per_iteration:
+                evaluator.reset()
+            if math.isnan(values[-1]):  # no pair of the set has keypoints
+                continue
+            for k, value in enumerate(values):
+                self.log(f"val/{name}/{key}/it{k + 1}", value)
+            self.log(f"val/{name}/{key}", values[-1], prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.make_optimizer([p for p in self.parameters() if p.requires_grad])

@@ -54,7 +54,7 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 
 from semcorr.errors import ConfigError
 from semcorr.io import write_json
-from semcorr.lit.evaluate import finish_run
+from semcorr.lit.evaluation_runner import finish_run
 from semcorr.lit.progress import ProgressBar as SemcorrProgressBar
 from semcorr.lit.train import start_run
 from semcorr.methods.samnet.matcher import CKPT_KEY, network_state, read_checkpoint
@@ -89,7 +89,7 @@ def build_module(cfg: DictConfig, stage: int, data: StageData) -> SAMNetModule:
         optimizer=m[f"stage{stage}"].optimizer,
         stage=stage,
         supervised=stage == 1 and float(m.loss.flow) > 0,
-        val_sets=list(data.val),
+        val_sets={name: list(dataset.categories) for name, dataset in data.val.items()},
         trained_on=list(data.trained_on),
     )
 
