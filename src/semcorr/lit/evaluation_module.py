@@ -16,9 +16,11 @@ evaluation trainer runs with ``use_distributed_sampler=False``). At the end of t
 metrics are synced and computed on every process (identical numbers everywhere) and the per-pair
 records are gathered onto rank 0, deduplicated and sorted by pair index.
 
-Resuming (:mod:`semcorr.lit.journal`): with a journal, every process restores the pairs it had done
-before an interruption in ``setup`` (metric states, records) and tells the DataModule to skip them,
-then journals its progress every ``journal.every`` pairs.
+Files are written by Lightning callbacks, not by the module: ``test_step`` returns ``{"output":
+MatchOutput, "pair_pck": (B, A)}`` (NaN without PCK) for them. Pictures:
+:class:`semcorr.lit.pictures.PictureWriter`; resuming: :class:`semcorr.lit.journal.JournalCallback`
+(restores the pairs a process had done before an interruption, has the DataModule skip them, and
+journals the progress every ``journal.every`` pairs).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from semcorr.lit.journal import EvaluationJournal, restore_metrics
 from semcorr.methods.base import Matcher, MatchOutput
 from semcorr.metrics.evaluators import dense_request
 from semcorr.metrics.pck import GroupedMean
@@ -84,10 +85,7 @@ class EvaluationModule(pl.LightningModule):
         evaluators: the dataset's metric families by name
             (:func:`semcorr.metrics.evaluators.build_evaluators`); empty for pairs without ground
             truth (predictions only).
-        alphas: PCK alphas (the width of the per-pair PCK passed to ``on_pair`` and recorded).
-        on_pair: optional callback ``(batch, output, pair_pck) -> None`` called after each batch
-            (pictures); ``pair_pck`` is (B, A), NaN without PCK.
-        journal: where to journal progress and what to resume from (None: no resuming).
+        alphas: PCK alphas (the width of the per-pair PCK returned by ``test_step`` and recorded).
     """
 
     def __init__(
@@ -95,35 +93,16 @@ class EvaluationModule(pl.LightningModule):
         method: Matcher,
         evaluators: nn.ModuleDict,
         alphas: list[float],
-        on_pair: Callable[[dict, MatchOutput, torch.Tensor], None] | None = None,
-        journal: EvaluationJournal | None = None,
     ) -> None:
         super().__init__()
         self.method = method
         self.evaluators = evaluators
         self.dense = dense_request(evaluators)
         self.alphas = [float(a) for a in alphas]
-        self.on_pair = on_pair
         self.timing = GroupedMean(1, 1)
         #: per-pair predictions; after the test epoch: every pair on rank 0, sorted by index
         self.records: list[dict[str, Any]] = []
         self._results: dict[str, float] | None = None
-        self.journal = journal
-        self._unsaved = 0
-
-    def setup(self, stage: str) -> None:
-        """Restore this process's journal, if any, and have the DataModule skip its pairs."""
-        if self.journal is None:
-            return
-        entry = self.journal.load(self.global_rank, self.trainer.world_size)
-        if entry is None:
-            return
-        restore_metrics(self, entry["metrics"])
-        self.records = list(entry["records"])
-        datamodule = self.trainer.datamodule
-        if datamodule is not None:
-            datamodule.exclude = set(entry["done"])
-        log.info("resuming from %s: %d pairs already evaluated", self.journal.path(self.global_rank), len(entry["done"]))
 
     def _timed(self, fn: Callable[[], Any]) -> tuple[Any, float]:
         if self.device.type == "cuda":
@@ -135,7 +114,8 @@ class EvaluationModule(pl.LightningModule):
         return out, time.perf_counter() - start
 
     @torch.no_grad()
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Evaluate a batch; returns ``{"output": MatchOutput, "pair_pck": (B, A)}`` for the callbacks."""
         b = batch["src_img"].shape[0]
         src_img, trg_img = batch["src_img"], batch["trg_img"]
         src_ids, trg_ids = batch["src_path"], batch["trg_path"]
@@ -149,12 +129,7 @@ class EvaluationModule(pl.LightningModule):
         self.timing.update(torch.full((b, 1), seconds / b, device=self.device), torch.zeros(b, dtype=torch.long))
         self._results = None
         self._record(batch, output, pair_pck, seconds / b)
-        if self.on_pair is not None:
-            self.on_pair(batch, output, pair_pck)
-        self._unsaved += b
-        if self.journal is not None and self._unsaved >= self.journal.every:
-            self.journal.save(self.global_rank, self.trainer.world_size, self, self.records)
-            self._unsaved = 0
+        return {"output": output, "pair_pck": pair_pck}
 
     def _record(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor, seconds: float) -> None:
         """Keep each pair's predictions in ORIGINAL image pixels for predictions.pt/.csv."""

@@ -59,11 +59,11 @@ from semcorr.lit.evaluation_module import EvaluationModule
 from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
 from semcorr.lit.journal import EvaluationJournal, JournalCallback
 from semcorr.lit.loggers import RunningMetrics, log_pictures, log_tables, wandb_run_id
+from semcorr.lit.pictures import PictureWriter
 from semcorr.methods.base import Matcher
 from semcorr.metrics.evaluators import build_evaluators
 from semcorr.protocol import describe, run_record
 from semcorr.results import print_results, unanswered_keypoints, write_metrics, write_predictions
-from semcorr.viz.pictures import PictureWriter
 
 log = logging.getLogger(__name__)
 
@@ -233,11 +233,15 @@ def picture_pass(
 ) -> None:
     """Evaluate again the pairs of ``writer.indices`` only, for their pictures (every process: the
     pairs are sharded as in the main pass); ``evaluators`` are fresh ones (this pass's metrics are
-    discarded)."""
-    module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas), on_pair=writer)
+    discarded); ``writer`` is one of the trainer's callbacks for this pass only."""
+    module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas))
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     datamodule.exclude = set(range(len(dataset))) - set(writer.indices)
-    test_on_every_process(trainer, module, datamodule)
+    trainer.callbacks.append(writer)
+    try:
+        test_on_every_process(trainer, module, datamodule)
+    finally:
+        trainer.callbacks.remove(writer)
 
 
 def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, Any]:
@@ -282,7 +286,7 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     first = PictureWriter(folder, range(cfg.max_pictures), cfg.alphas, method) if cfg.save_pictures and not worst else None
     every = int(cfg.get("resume_every", 0) or 0)
     journal = EvaluationJournal(run_dir / "partial", cfg, every) if every > 0 else None
-    module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas), on_pair=first, journal=journal)
+    module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas))
     logger = build_logger(cfg, run_dir, resume=journal is not None and journal.exists())
     if logger is not None:  # at the start: an interrupted run has its config too
         logger.log_hyperparams({**config_dict(cfg), "protocol": protocol})
@@ -290,6 +294,8 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
     keep = JournalCallback(module, journal) if journal is not None else None
     if keep is not None:
         callbacks.append(keep)
+    if first is not None:
+        callbacks.append(first)
 
     def interrupted(trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
         if keep is not None:

@@ -155,9 +155,11 @@ class EvaluationJournal:
 
 
 class JournalCallback(Callback):
-    """Journals an evaluation module's pairs beyond its periodic journals: at the end of the test
-    epoch (before the records are gathered across processes) and, through :meth:`save_now`, on an
-    interruption. Later test passes (other modules, e.g. the ``pictures=worst`` pass) are left alone.
+    """Owns an evaluation module's journal: in ``setup`` it restores the pairs this process had done
+    (metric states, records) and has the DataModule skip them (``exclude``); it journals the
+    progress every ``journal.every`` pairs, at the end of the test epoch (before the records are
+    gathered across processes) and, through :meth:`save_now`, on an interruption. Later test passes
+    (other modules, e.g. the ``pictures=worst`` pass) are left alone.
 
     Args:
         module: the :class:`~semcorr.lit.evaluation_module.EvaluationModule` (``records``).
@@ -168,6 +170,31 @@ class JournalCallback(Callback):
         self.module = module
         self.journal = journal
         self._finished = False
+        self._unsaved = 0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Restore this process's journal, if any, and have the DataModule skip its pairs."""
+        if pl_module is not self.module:
+            return
+        entry = self.journal.load(trainer.global_rank, trainer.world_size)
+        if entry is None:
+            return
+        restore_metrics(pl_module, entry["metrics"])
+        pl_module.records = list(entry["records"])
+        if trainer.datamodule is not None:
+            trainer.datamodule.exclude = set(entry["done"])
+        log.info("resuming from %s: %d pairs already evaluated", self.journal.path(trainer.global_rank), len(entry["done"]))
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if pl_module is not self.module:
+            return
+        self._unsaved += int(batch["src_img"].shape[0])
+        if self._unsaved >= self.journal.every:
+            self.journal.save(trainer.global_rank, trainer.world_size, pl_module, pl_module.records)
+            self._unsaved = 0
 
     def save_now(self, trainer: pl.Trainer) -> None:
         """Journal the module's pairs if some are not journalled yet and its epoch is not over (after

@@ -1,9 +1,8 @@
 """Pictures of predictions: keypoint matches on both images, marked against the ground truth.
 
-:class:`PictureWriter` is the evaluation loop's ``on_pair`` callback. For the pairs it is given
-(``pictures=first``: index < ``max_pictures``, the same pictures whichever process evaluates a
-pair and whether or not a run was resumed; ``pictures=worst``: the pairs of lowest PCK, chosen
-after the run) it saves ``<index>_<pair>.png`` (:func:`draw_pair`):
+The drawing behind the evaluation's pictures (written by the Lightning callback
+:class:`semcorr.lit.pictures.PictureWriter`, which picks the pairs): ``<index>_<pair>.png``
+(:func:`draw_pair`):
 
 * keypoint k has the same colour and number in both images; the colours are blues, purples,
   browns, greys and yellows, never the red and green that mean wrong and correct;
@@ -16,17 +15,17 @@ after the run) it saves ``<index>_<pair>.png`` (:func:`draw_pair`):
   warped through its target -> source flow, ``method(..., dense="backward")``, asked for the
   pictured pairs only).
 
-When the method returns sparse matches (``extras["sparse_src"]``/``["sparse_trg"]``) it also saves
-``<index>_<pair>_matches.png`` (both images side by side, matches joined by lines), and it lets the
-method write its own files of the pair (:meth:`semcorr.methods.base.Matcher.save_pair_outputs`)
-into ``<index>_<pair>/``. :func:`picture_kind` and :func:`picture_pair_index` read a picture's
-kind and pair back from its path (the W&B keys and captions of :mod:`semcorr.lit.loggers`).
+For methods with sparse matches (``extras["sparse_src"]``/``["sparse_trg"]``)
+``<index>_<pair>_matches.png`` (:func:`draw_matches`: both images side by side, matches joined by
+lines); the method's own files of the pair go into ``<index>_<pair>/``. :func:`picture_kind` and
+:func:`picture_pair_index` read a picture's kind and pair back from its path (the W&B keys and
+captions of :mod:`semcorr.lit.loggers`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,6 @@ import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from semcorr.io import atomic_write  # noqa: E402
-from semcorr.methods.base import Matcher, MatchOutput  # noqa: E402
-from semcorr.metrics.warping import warp_by_flow  # noqa: E402
 from semcorr.viz.strip import file_stem  # noqa: E402
 
 #: Keypoint identity colours: none of them red or green (the colours of wrong and correct).
@@ -204,69 +201,3 @@ def picture_kind(path: Path, folder: Path) -> str:
         return "matches" if path.stem.endswith("_matches") else "keypoints"
     stem = path.stem.removeprefix(f"{file_stem(parts[0])}_")
     return re.sub(r"_\d+$", "", stem) or "outputs"
-
-
-class PictureWriter:
-    """Evaluation callback saving the pictures of the pairs whose dataset index is in ``indices``.
-
-    Args:
-        folder: where the PNG files go.
-        indices: the pair indices to picture (e.g. ``range(20)``).
-        alphas: PCK alphas; the middle one decides correct / wrong.
-        method: the evaluated method, asked to write its own files of each pictured pair.
-    """
-
-    def __init__(
-        self,
-        folder: str | Path,
-        indices: Collection[int],
-        alphas: Sequence[float] = (0.05, 0.1, 0.15),
-        method: Matcher | None = None,
-    ) -> None:
-        self.folder = Path(folder)
-        self.indices = indices
-        self.alphas = [float(a) for a in alphas]
-        self.alpha = float(sorted(self.alphas)[len(self.alphas) // 2])
-        self.method = method
-
-    def __call__(self, batch: dict[str, Any], output: MatchOutput, pair_pck: torch.Tensor) -> None:
-        for i in range(batch["src_img"].shape[0]):
-            if int(batch["index"][i]) not in self.indices:
-                continue
-            n = int(batch["n_kps"][i])
-            has_gt = n > 0 and bool(torch.isfinite(batch["pck_threshold"][i]))
-            title = pair_title(batch["pair_id"][i], self.alphas, pair_pck[i].tolist() if has_gt else None)
-            warped = output.extras.get("warped")
-            warped = warped[i] if warped is not None else self.warp(batch, i)
-            fig = draw_pair(
-                batch["src_img"][i],
-                batch["trg_img"][i],
-                batch["src_kps"][i, :n].cpu(),
-                output.points[i, :n].detach().cpu(),
-                batch["trg_kps"][i, :n].cpu() if has_gt else None,
-                self.alpha * float(batch["pck_threshold"][i]) if has_gt else None,
-                warped,
-                title,
-                alpha=self.alpha,
-            )
-            name = picture_name(batch["index"][i], batch["pair_id"][i])
-            save_figure(fig, self.folder / f"{name}.png")
-            if "sparse_src" in output.extras and "sparse_trg" in output.extras:
-                matches = draw_matches(
-                    batch["src_img"][i], batch["trg_img"][i],
-                    output.extras["sparse_src"][i].cpu(), output.extras["sparse_trg"][i].cpu(), batch["pair_id"][i],
-                )
-                save_figure(matches, self.folder / f"{name}_matches.png")
-            if self.method is not None:
-                self.method.save_pair_outputs(self.folder / name, batch["src_img"][i], batch["trg_img"][i], output, i)
-
-    @torch.no_grad()
-    def warp(self, batch: dict[str, Any], i: int) -> torch.Tensor | None:
-        """Source ``i`` warped onto its target through the method's target -> source dense flow
-        (for methods whose ``extras`` hold no ``"warped"``); None without a method."""
-        if self.method is None:
-            return None
-        src, trg = batch["src_img"][i : i + 1], batch["trg_img"][i : i + 1]
-        no_points = src.new_zeros(1, 0, 2)
-        back = self.method(src, trg, no_points, batch["src_path"][i : i + 1], batch["trg_path"][i : i + 1], dense="backward").flow
-        return warp_by_flow(src, back)[0]
