@@ -8,7 +8,7 @@ an image goes through the backbone once. The cache assumes frozen backbone weigh
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -53,6 +53,19 @@ class LRUCache(Generic[V]):
             if key is not None:
                 self.put(key, item)
         return item
+
+    def get_many(self, keys: Sequence[Hashable | None], compute: Callable[[list[int]], Sequence[V]]) -> list[V]:
+        """The entries for ``keys``; the missing ones computed together by ``compute(indices)``
+        (their values, in the order of ``indices``: one batched backbone call) and stored
+        (``None`` keys: computed, not stored)."""
+        out: list[V | None] = [self.get(key) if key is not None else None for key in keys]
+        missing = [i for i, item in enumerate(out) if item is None]
+        if missing:
+            for i, value in zip(missing, compute(missing)):
+                out[i] = value
+                if keys[i] is not None:
+                    self.put(keys[i], value)
+        return out  # type: ignore[return-value]
 
     def clear(self) -> None:
         """Drop every entry."""

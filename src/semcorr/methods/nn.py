@@ -118,16 +118,13 @@ class NearestNeighbour(Matcher):
     def features(self, imgs: Tensor, ids: Sequence[str] | None) -> list[Tensor]:
         """(C, h, w) features of each image of a (B, 3, H, W) batch, from the cache where possible."""
         keys = [(ids[i], *imgs.shape[-2:], str(imgs.device)) if ids is not None else None for i in range(len(imgs))]
-        out = [self.cache.get(k) if k is not None else None for k in keys]
-        missing = [i for i, f in enumerate(out) if f is None]
-        if missing:
+
+        def compute(missing: list[int]) -> list[Tensor]:
             with torch.no_grad():
                 (feats,) = self.backbone(imgs[missing], [self.layer])
-            for n, i in enumerate(missing):
-                out[i] = feats[n]
-                if keys[i] is not None:
-                    self.cache.put(keys[i], feats[n])
-        return out  # type: ignore[return-value]
+            return list(feats)
+
+        return self.cache.get_many(keys, compute)
 
     @torch.no_grad()
     def forward(

@@ -126,22 +126,21 @@ class HyperpixelFlow(Matcher):
         ids = tuple(sorted({int(i) for i in layers}))
         some = features[ids[0]]
         key = self._cache_key(image_id, image_hw, ids, some.device) if image_id is not None else None
-        hyper = self.cache.get(key) if key is not None else None
-        if hyper is None:
-            base = ids[0]
-            hyper = build_hyperimage(
-                [features[i] for i in ids],
-                [self.backbone.stride(i) for i in ids],
-                image_hw,
-                self.backbone.stride(base),
-                self.backbone.receptive_field(base),
-                self.margin_pruning,
-                self.fold_channels,
-                keep_layers=not self.fast,
-            )
-            if key is not None:
-                self.cache.put(key, hyper)
-        return hyper
+        return self.cache.get_or_compute(key, lambda: self._build_hyperimage(features, ids, image_hw))
+
+    def _build_hyperimage(self, features: Mapping[int, Tensor], ids: tuple[int, ...], image_hw: tuple[int, int]) -> HyperImage:
+        """The :class:`HyperImage` of ``features`` at the sorted layer ids ``ids`` (no cache)."""
+        base = ids[0]
+        return build_hyperimage(
+            [features[i] for i in ids],
+            [self.backbone.stride(i) for i in ids],
+            image_hw,
+            self.backbone.stride(base),
+            self.backbone.receptive_field(base),
+            self.margin_pruning,
+            self.fold_channels,
+            keep_layers=not self.fast,
+        )
 
     def hyperimages(self, imgs: Tensor, ids: Sequence[str] | None = None) -> list[HyperImage]:
         """Hyperpixels of a batch of images, from the cache where possible.
@@ -154,19 +153,15 @@ class HyperpixelFlow(Matcher):
             B :class:`HyperImage` objects.
         """
         b, _, h, w = imgs.shape
-        out: list[HyperImage | None] = [
-            self.cache.get(self._cache_key(ids[i], (h, w), self._layers, imgs.device)) if ids is not None else None
-            for i in range(b)
-        ]
-        missing = [i for i in range(b) if out[i] is None]
-        if missing:
+        keys = [self._cache_key(ids[i], (h, w), self._layers, imgs.device) if ids is not None else None for i in range(b)]
+
+        def compute(missing: list[int]) -> list[HyperImage]:
             with torch.no_grad():
                 feats = self.backbone(imgs[missing], self._layers)
-            for n, i in enumerate(missing):
-                per_layer = {layer: f[n] for layer, f in zip(self._layers, feats)}
-                name = ids[i] if ids is not None else None
-                out[i] = self.hyperimage_from_features(per_layer, self._layers, (h, w), name)
-        return out  # type: ignore[return-value]
+            return [self._build_hyperimage({layer: f[n] for layer, f in zip(self._layers, feats)}, self._layers, (h, w))
+                    for n in range(len(missing))]
+
+        return self.cache.get_many(keys, compute)
 
     def clear_cache(self) -> None:
         """Forget cached hyperpixels and release scratch memory."""

@@ -205,18 +205,17 @@ class NeuralBestBuddies(Matcher):
         """
         layers = [self.layers[level] for level in self.levels]
         keys = [None] * img.shape[0] if ids is None else [(name, tuple(img.shape[-2:]), tuple(layers), str(img.device)) for name in ids]
-        out: list[list[Tensor | None] | None] = [self.cache.get(key) if key is not None else None for key in keys]
-        missing = [i for i, item in enumerate(out) if item is None]
-        if missing:
+        def compute(missing: list[int]) -> list[list[Tensor | None]]:
             feats = self.backbone(img[missing], layers)
-            for n, i in enumerate(missing):
+            rows = []
+            for n in range(len(missing)):
                 per_level: list[Tensor | None] = [None] * 5
                 for level, feat in zip(self.levels, feats):
                     per_level[level - 1] = feat[n].clone()  # not a view that keeps the batch alive
-                out[i] = per_level
-                if keys[i] is not None:
-                    self.cache.put(keys[i], per_level)
-        return out  # type: ignore[return-value]
+                rows.append(per_level)
+            return rows
+
+        return self.cache.get_many(keys, compute)
 
     @torch.no_grad()
     def match(
