@@ -287,6 +287,8 @@ def test_params_are_checked():
         AnalogyParams(**{**settings, "lbfgs_iters": (10, 10)})
     with pytest.raises(ConfigError, match="pyramid"):
         AnalogyParams(**{**settings, "pyramid": (None, None, None, None, 13)})
+    with pytest.raises(ConfigError, match="must deepen"):
+        AnalogyParams(**{**settings, "pyramid": (None, None, None, 13, 10)})
     assert AnalogyParams(**{**settings, "pm_iters": [10, 10, 10, 5, 4]}).level_pm_iters(1) == 4
     with pytest.raises(ConfigError, match="missing settings"):
         DeepImageAnalogy(load_backbone("mobilenet_v2", "none"), pm_iters=3)

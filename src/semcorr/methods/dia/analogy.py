@@ -122,6 +122,9 @@ class AnalogyParams:
         problems = []
         if len(self.pyramid) != 5 or sum(layer is not None for layer in self.pyramid) < 2:
             problems.append(f"pyramid must name 5 layers (L = 1..5, null where unused), at least 2 of them, got {self.pyramid}")
+        named = [layer for layer in self.pyramid if layer is not None]
+        if any(lower >= upper for lower, upper in zip(named, named[1:])):
+            problems.append(f"pyramid layers must deepen from L = 1 to 5 (each coarser level a later layer), got {self.pyramid}")
         if len(self.patch_sizes) != 5 or any(p < 1 or p % 2 == 0 for p in self.patch_sizes):
             problems.append(f"patch_sizes must be 5 odd sizes (L = 5..1), got {self.patch_sizes}")
         if len(self.radii) != 5 or any(r is not None and r < 1 for r in self.radii):
