@@ -20,7 +20,8 @@ from semcorr.backbones.inversion import IMAGE_INPUT, deconvolve, subnetwork
 from semcorr.data.images import load_image
 from semcorr.data.transforms import resize_image
 from semcorr.errors import ConfigError
-from semcorr.methods.dia import AnalogyParams, DeepImageAnalogy, deep_image_analogy, nnf_to_flow, save_analogy
+from semcorr.lit.pictures import write_pair_file
+from semcorr.methods.dia import AnalogyParams, DeepImageAnalogy, analogy_pictures, deep_image_analogy, nnf_to_flow
 from semcorr.methods.dia import analogy as analogy_module
 from semcorr.methods.dia.aggregate import vote
 from semcorr.methods.dia.patchmatch import PatchField, descriptors, patchmatch, random_nnf, side, upsample_nnf
@@ -307,14 +308,17 @@ def test_config_instantiates(backbone):
     assert paper.params.pca_dims is None and not paper.params.bf16
 
 
-def test_save_analogy(tmp_path):
-    a, b_prime = torch.rand(3, 20, 30), torch.rand(3, 25, 15)
-    paths = save_analogy(tmp_path / "pics", "car/pair 1", a, b_prime, torch.rand(3, 20, 30), torch.rand(3, 25, 15))
-    assert [p.name for p in paths] == ["car_pair_1_analogy.png", "car_pair_1_a_prime.png", "car_pair_1_b.png"]
+def test_analogy_pictures_as_written(tmp_path):
+    a, b_prime, a_prime, b = torch.rand(3, 20, 30), torch.rand(3, 25, 15), torch.rand(3, 20, 30), torch.rand(3, 25, 15)
+    pictures = analogy_pictures(a, b_prime, a_prime, b)
+    assert list(pictures) == ["analogy", "a_prime", "b"]
+    assert pictures["analogy"].panels == [a, b_prime, a_prime, b] and pictures["b"] is b
+    paths = [write_pair_file(tmp_path / "pics", stem, content, "car/pair 1") for stem, content in pictures.items()]
+    assert [p.name for p in paths] == ["analogy.png", "a_prime.png", "b.png"]
     with Image.open(paths[0]) as side_by_side:
         assert side_by_side.size == (30 + 15 + 30 + 15 + 3 * 4, LABEL_HEIGHT + 25)  # panels under their labels
-    with Image.open(paths[1]) as a_prime:
-        assert a_prime.size == (30, 20)
+    with Image.open(paths[1]) as picture:
+        assert picture.size == (30, 20)
     assert not list((tmp_path / "pics").glob("*.tmp"))
 
 

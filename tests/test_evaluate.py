@@ -11,10 +11,13 @@ import sys
 import pytest
 import torch
 from omegaconf import open_dict
+from PIL import Image
 
 from conftest import ROOT, compose_config
 from fixtures_keypoints import build_pfwillow
 from semcorr.lit.evaluation_runner import run_evaluation
+from semcorr.lit.pictures import write_pair_file
+from semcorr.methods.base import Strip
 from semcorr.methods.identity import IdentityMatcher
 
 
@@ -121,7 +124,7 @@ def test_run_dir_override(tmp_path, willow):
 
 
 class ShiftWithMatches(IdentityMatcher):
-    """A toy method returning sparse matches and writing a file of its own per pictured pair."""
+    """A toy method returning sparse matches and pictures of its own per pictured pair."""
 
     def forward(self, src_img, trg_img, src_points, src_ids=None, trg_ids=None, dense=None):
         out = super().forward(src_img, trg_img, src_points, src_ids, trg_ids, dense)
@@ -130,10 +133,9 @@ class ShiftWithMatches(IdentityMatcher):
         out.extras["sparse_trg"] = (grid + 1).expand(src_img.shape[0], -1, -1)
         return out
 
-    def save_pair_outputs(self, folder, src_img, trg_img, output, index):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "mine.txt").write_text("ok")
-        return [folder / "mine.txt"]
+    def pair_pictures(self, src_img, trg_img, output, index):
+        first = output.extras["sparse_src"][index, 0].tolist()
+        return {"mine": 1.0 - src_img, "side": Strip([src_img, trg_img], labels=["s", "t"]), "info": {"first": first}}
 
 
 def test_sparse_matches_are_written_and_methods_add_their_files(tmp_path, willow):
@@ -151,7 +153,19 @@ def test_sparse_matches_are_written_and_methods_add_their_files(tmp_path, willow
     # fixture images are 600x400 -> resized by 0.5: (10, 10) -> (20, 20) in original pixels
     assert [float(v) for v in first[3:7]] == [20.0, 20.0, 22.0, 22.0]
     assert len(list((out / "pictures").glob("*_matches.png"))) == 1
-    assert len(list((out / "pictures").glob("*/mine.txt"))) == 1
+    (folder,) = [p for p in (out / "pictures").iterdir() if p.is_dir()]
+    assert sorted(p.name for p in folder.iterdir()) == ["info.json", "mine.png", "side.png"]
+    assert json.loads((folder / "info.json").read_text()) == {"pair_id": first[0], "first": [10.0, 10.0]}
+    mine = Image.open(folder / "mine.png")
+    assert mine.mode == "RGB" and Image.open(folder / "side.png").width > mine.width  # two panels side by side
+
+
+def test_a_method_picture_of_the_wrong_kind_is_named(tmp_path):
+    with pytest.raises(ValueError, match="'bad' is \\(2, 4, 4\\)"):
+        write_pair_file(tmp_path, "bad", torch.zeros(2, 4, 4), "p")
+    with pytest.raises(ValueError, match="not a safe file name"):
+        write_pair_file(tmp_path, "../up", torch.zeros(3, 4, 4), "p")
+    assert not list(tmp_path.iterdir())
 
 
 def test_defaults_run_offline_on_the_bundled_sample(tmp_path, monkeypatch):

@@ -21,14 +21,14 @@ from semcorr.errors import ConfigError
 from semcorr.methods.nbb import (
     NeuralBestBuddies,
     align_pair,
+    alignment_pictures,
+    correspondence_record,
     leave_one_out,
     mls_grid,
     mls_map,
-    save_alignment,
-    write_correspondences,
 )
 from semcorr.methods.nbb.densify import consistent_buddies
-from semcorr.methods.nbb.hybrid import closer_to, hybridize, more_active, save_hybrid
+from semcorr.methods.nbb.hybrid import closer_to, hybrid_pictures, hybridize, more_active
 from semcorr.methods.nbb.appearance import common_appearance
 from semcorr.methods.nbb.buddies import mutual_nearest, patch_similarity
 from semcorr.methods.nbb.pyramid import child_regions, gather_windows, match_regions, one_to_one
@@ -457,7 +457,7 @@ def test_recovers_known_scaling_and_translation_of_a_real_image():
 
 
 # -- applications ----------------------------------------------------------------------------
-def test_align_pair_midpoints_blend_frames_and_files(tmp_path):
+def test_align_pair_midpoints_blend_frames_and_their_pictures():
     g = torch.Generator().manual_seed(0)
     img_a, img_b = torch.rand(3, 40, 50, generator=g), torch.rand(3, 40, 50, generator=g)
     pts = torch.tensor([[5.0, 5.0], [40.0, 8.0], [20.0, 30.0], [45.0, 35.0], [math.nan, 1.0]])
@@ -468,20 +468,16 @@ def test_align_pair_midpoints_blend_frames_and_files(tmp_path):
     assert torch.allclose(result["a_mid"][:, 10:30, 12:40], img_a[:, 10:30, 10:38], atol=1e-4)
     assert torch.allclose(result["blend"], 0.5 * (result["a_mid"] + result["b_mid"]))
     assert len(result["frames"]) == 2 and result["frames"][0].shape == (3, 40, 50)
-    files = save_alignment(tmp_path / "align", result, prefix="p1_")
-    names = ["p1_a_mid.png", "p1_b_mid.png", "p1_blend.png", "p1_frame_001.png", "p1_frame_002.png"]
-    assert [f.name for f in files] == names
-    assert Image.open(files[2]).size == (50, 40)
-    assert not list((tmp_path / "align").glob(".*tmp"))
+    pictures = alignment_pictures(result)
+    assert list(pictures) == ["a_mid", "b_mid", "blend", "frame_001", "frame_002"]
+    assert pictures["blend"] is result["blend"] and pictures["frame_002"] is result["frames"][1]
 
 
-def test_write_correspondences_json(tmp_path):
+def test_correspondence_record_skips_padding_and_nan_scores():
     src = torch.tensor([[1.0, 2.0], [math.nan, math.nan], [3.0, 4.0]])
     trg = torch.tensor([[5.0, 6.0], [math.nan, math.nan], [7.0, 8.0]])
-    path = write_correspondences(tmp_path / "c.json", "pair-1", src, trg, torch.tensor([2.5, math.nan, 1.0]))
-    data = json.loads(path.read_text())
+    data = json.loads(json.dumps(correspondence_record(src, trg, torch.tensor([2.5, math.nan, 1.0]))))
     assert data == {
-        "pair_id": "pair-1",
         "pairs": [
             {"src": [1.0, 2.0], "trg": [5.0, 6.0], "score": 2.5, "kept": None},
             {"src": [3.0, 4.0], "trg": [7.0, 8.0], "score": 1.0, "kept": None},
@@ -502,9 +498,9 @@ def test_hybrid_choices_eq12_and_eq13_by_hand():
     assert closer_to(fa, fa.clone(), inverted).tolist() == [[True, True]]
 
 
-def test_semantic_hybrid_of_two_aligned_images(tmp_path):
+def test_semantic_hybrid_of_two_aligned_images():
     """The whole section 5.2 pipeline on MobileNetV2's two coarsest levels: a hybrid image in
-    [0, 1], a binary mask of the image size, and its two PNG files."""
+    [0, 1], a binary mask of the image size, and its two pictures."""
     backbone = load_backbone("mobilenet_v2", "none")
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(3, 64, 64, generator=g), torch.rand(3, 64, 64, generator=g)
@@ -512,9 +508,10 @@ def test_semantic_hybrid_of_two_aligned_images(tmp_path):
     assert hybrid.image.shape == (3, 64, 64) and hybrid.mask.shape == (64, 64)
     assert 0.0 <= float(hybrid.image.min()) and float(hybrid.image.max()) <= 1.0
     assert set(hybrid.mask.unique().tolist()) <= {0.0, 1.0}
-    files = save_hybrid(tmp_path / "pair", hybrid)
-    assert [f.name for f in files] == ["hybrid.png", "hybrid_strip.png"]
-    assert Image.open(files[1]).size[1] == 64
+    pictures = hybrid_pictures(hybrid)
+    assert list(pictures) == ["hybrid", "hybrid_strip"] and pictures["hybrid"] is hybrid.image
+    strip = pictures["hybrid_strip"]
+    assert len(strip.panels) == len(strip.labels) == 4 and strip.panels[2].shape == (3, 64, 64)
 
 
 def test_applications_are_written_for_a_pairs_folder(tmp_path):

@@ -389,8 +389,8 @@ def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, d
     assert record["trained_on"] == sorted(torch.load(final, weights_only=True)["samnet"]["trained_on"])
     assert "synthetic/all" in record["trained_on"]
     # the pictured pair's attribute transfer: source | target | I^{s<-t} | warped target, and I^{s<-t}
-    strips = list((tmp_path / "eval" / "pictures").rglob("*_samnet.png"))
-    transfers = list((tmp_path / "eval" / "pictures").rglob("*_attribute_transfer.png"))
+    strips = list((tmp_path / "eval" / "pictures").glob("*/samnet.png"))
+    transfers = list((tmp_path / "eval" / "pictures").glob("*/attribute_transfer.png"))
     assert len(strips) == len(transfers) == 1
     transfer, strip = Image.open(transfers[0]), Image.open(strips[0])
     assert strip.height >= transfer.height and strip.width > 3 * transfer.width  # 3 source-sized panels + target

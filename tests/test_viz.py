@@ -101,10 +101,10 @@ def test_kind_and_pair_of_a_picture_from_its_path():
     cases = {
         f"{name}.png": "keypoints",
         f"{name}_matches.png": "matches",
-        f"{name}/{name}_analogy.png": "analogy",  # DIA
+        f"{name}/analogy.png": "analogy",  # DIA
         f"{name}/blend.png": "blend",  # NBB
         f"{name}/frame_003.png": "frame",
-        f"{name}/{name}_attribute_transfer.png": "attribute_transfer",  # SAM-Net
+        f"{name}/attribute_transfer.png": "attribute_transfer",  # SAM-Net
     }
     for rel, kind in cases.items():
         assert picture_kind(folder / rel, folder) == kind, rel

@@ -11,8 +11,11 @@ MatchOutput, "pair_pck": (B, A)}``) and saves, drawn by :mod:`semcorr.viz.pictur
   flow (``method(..., dense="backward")``, asked for the pictured pairs only);
 * ``<index>_<pair>_matches.png`` when the method returns sparse matches
   (``extras["sparse_src"]``/``["sparse_trg"]``);
-* the method's own files of the pair (:meth:`semcorr.methods.base.Matcher.save_pair_outputs`) in
-  ``<index>_<pair>/``.
+* the method's own pictures of the pair (:meth:`semcorr.methods.base.Matcher.pair_pictures`,
+  computed by the method, written here) in ``<index>_<pair>/``: ``<stem>.png`` for an image or a
+  :class:`~semcorr.methods.base.Strip`, ``<stem>.json`` for a dict (with the pair's ``pair_id``).
+
+Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -25,9 +28,39 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from semcorr.methods.base import Matcher, MatchOutput
+from semcorr.io import safe_stem, write_json
+from semcorr.methods.base import Matcher, MatchOutput, PairFile, Strip
 from semcorr.metrics.warping import warp_by_flow
 from semcorr.viz.pictures import draw_matches, draw_pair, pair_title, picture_name, save_figure
+from semcorr.viz.strip import save_image, save_strip
+
+
+def write_pair_file(folder: Path, stem: str, content: PairFile, pair_id: str) -> Path:
+    """Write one of a method's pictures of a pair into ``folder`` (created), atomically.
+
+    Args:
+        folder: the pair's folder.
+        stem: the file stem (letters, digits, ``.``, ``_``, ``-``).
+        content: a (3, H, W) image in [0, 1] or a :class:`Strip` (-> ``<stem>.png``), or a
+            JSON-ready dict (-> ``<stem>.json``, with ``pair_id`` added first).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: a stem that is not file-safe, or content of another type (a method's bug,
+            named by its stem).
+    """
+    if safe_stem(stem, fallback="") != stem:
+        raise ValueError(f"a method's picture stem {stem!r} is not a safe file name: use letters, digits, '.', '_' and '-'")
+    if isinstance(content, Strip):
+        return save_strip(folder / f"{stem}.png", content.panels, content.labels)
+    if isinstance(content, torch.Tensor) and content.dim() == 3 and content.shape[0] == 3:
+        return save_image(folder / f"{stem}.png", content)
+    if isinstance(content, dict):
+        return write_json(folder / f"{stem}.json", {"pair_id": pair_id, **content})
+    shape = tuple(content.shape) if isinstance(content, torch.Tensor) else type(content).__name__
+    raise ValueError(f"a method's picture {stem!r} is {shape}: expected a (3, H, W) image, a Strip or a dict")
 
 
 class PictureWriter(Callback):
@@ -37,7 +70,7 @@ class PictureWriter(Callback):
         folder: where the PNG files go.
         indices: the pair indices to picture (e.g. ``range(20)``).
         alphas: PCK alphas; the middle one decides correct / wrong.
-        method: the evaluated method, asked to write its own files of each pictured pair.
+        method: the evaluated method, asked for its own pictures of each pictured pair.
     """
 
     def __init__(
@@ -89,7 +122,9 @@ class PictureWriter(Callback):
                 )
                 save_figure(matches, self.folder / f"{name}_matches.png")
             if self.method is not None:
-                self.method.save_pair_outputs(self.folder / name, batch["src_img"][i], batch["trg_img"][i], output, i)
+                own = self.method.pair_pictures(batch["src_img"][i], batch["trg_img"][i], output, i)
+                for stem, content in own.items():
+                    write_pair_file(self.folder / name, stem, content, batch["pair_id"][i])
 
     @torch.no_grad()
     def warp(self, batch: dict[str, Any], i: int) -> torch.Tensor | None:

@@ -12,12 +12,16 @@ matching; :meth:`Matcher.flow_from_points` is the generic fallback that transfer
 Conventions: images are (B, 3, H, W) float RGB in [0, 1] (each backbone applies its own
 normalisation); points are (B, N, 2) pixel coordinates (x, y) of the image they lie in, padded
 with NaN. A predicted point of NaN means "no prediction" and counts as wrong.
+
+Methods write no files. They return images in ``MatchOutput.extras`` (the keys the picture writer
+reads are :data:`PICTURE_EXTRAS`; each method documents its own) and, for the pairs that get
+pictures, compute their own pictures in :meth:`Matcher.pair_pictures`; the evaluation's callbacks
+(:mod:`semcorr.lit.pictures`) write them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -46,6 +50,34 @@ class MatchOutput:
     points: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     flow: torch.Tensor | None = None
+
+
+#: The ``extras`` keys the evaluation's picture writer reads from any method (each method's
+#: docstring lists its own keys besides these).
+PICTURE_EXTRAS = {
+    "warped": "(B, 3, Ht, Wt) the source warped onto the target: the third panel of <pair>.png",
+    "sparse_src": "(B, K, 2) sparse matches in the source, NaN-padded: drawn in <pair>_matches.png",
+    "sparse_trg": "(B, K, 2) their points in the target",
+}
+
+
+@dataclass
+class Strip:
+    """Images of one pair shown side by side in one picture (e.g. DIA's A, B', A', B).
+
+    Attributes:
+        panels: (3, H_k, W_k) images in [0, 1], left to right (heights may differ).
+        labels: optional name of each panel, written above it (one per panel).
+    """
+
+    panels: list[torch.Tensor]
+    labels: list[str] | None = None
+
+
+#: One file of :meth:`Matcher.pair_pictures`: a (3, H, W) image in [0, 1] (``<stem>.png``), a
+#: :class:`Strip` (``<stem>.png``, the panels side by side) or a JSON-ready dict (``<stem>.json``,
+#: to which the writer adds the pair's ``pair_id``).
+PairFile = torch.Tensor | Strip | dict
 
 
 class Matcher(nn.Module):
@@ -88,23 +120,24 @@ class Matcher(nn.Module):
         """
         raise NotImplementedError
 
-    def save_pair_outputs(
-        self, folder: Path, src_img: torch.Tensor, trg_img: torch.Tensor, output: MatchOutput, index: int
-    ) -> list[Path]:
-        """Write method-specific files of one pair (aligned images, analogies...) into ``folder``.
-
-        Called by the evaluation loop for the pairs that get pictures (``save_pictures=true``).
+    def pair_pictures(
+        self, src_img: torch.Tensor, trg_img: torch.Tensor, output: MatchOutput, index: int
+    ) -> dict[str, PairFile]:
+        """The method's own pictures of one pair (analogies, alignments, hybrids...), computed
+        but never written: the evaluation's picture writer
+        (:class:`semcorr.lit.pictures.PictureWriter`) writes each into the pair's folder, for the
+        pairs that get pictures only (costly applications run there alone).
 
         Args:
-            folder: the pair's output folder (created by the method if it writes anything).
             src_img / trg_img: (3, Hs, Ws) / (3, Ht, Wt) images of the pair, in [0, 1].
-            output: the :class:`MatchOutput` of the batch holding the pair.
+            output: the :class:`MatchOutput` of the batch holding the pair (its ``extras``).
             index: position of the pair in that batch.
 
         Returns:
-            The files written; the default writes none.
+            File stem -> :data:`PairFile` (a stem holds letters, digits, ``.``, ``_`` and ``-``); the
+            default gives none.
         """
-        return []
+        return {}
 
     @torch.no_grad()
     def flow_from_points(

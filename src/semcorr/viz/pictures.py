@@ -194,10 +194,9 @@ def picture_pair_index(path: Path, folder: Path) -> int | None:
 
 def picture_kind(path: Path, folder: Path) -> str:
     """What a picture under ``folder`` shows: ``keypoints`` (``<name>.png``), ``matches``
-    (``<name>_matches.png``) or, for a method's own files in ``<name>/``, the file's name without
-    the pair prefix and a trailing frame number (``analogy``, ``blend``, ``frame``...)."""
+    (``<name>_matches.png``) or, for a method's own pictures in ``<name>/``, the file's stem
+    without a trailing frame number (``analogy``, ``blend``, ``frame``...)."""
     parts = path.relative_to(folder).parts
     if len(parts) == 1:
         return "matches" if path.stem.endswith("_matches") else "keypoints"
-    stem = path.stem.removeprefix(f"{file_stem(parts[0])}_")
-    return re.sub(r"_\d+$", "", stem) or "outputs"
+    return re.sub(r"_\d+$", "", path.stem) or "outputs"

@@ -1,4 +1,5 @@
-"""Images side by side, written as PNG files (the methods' per-pair pictures).
+"""Images side by side, written as PNG files (the methods' own pictures of a pair, written by the
+evaluation's picture writer, :mod:`semcorr.lit.pictures`).
 
 :func:`save_strip` puts (3, H, W) images in [0, 1] next to each other, top-aligned on a white canvas
 when the heights differ, :data:`GAP` pixels apart, optionally each under a label (the panel's

@@ -12,13 +12,15 @@ Extras of :meth:`DeepImageAnalogy.forward`:
 - ``"warped"`` (B, 3, Ht, Wt): the source warped onto the target, ``A(Phi_{b->a}(q))``;
 - ``"analogy_a_prime"`` (B, 3, Hs, Ws): A' (source structure, target appearance);
 - ``"analogy_b"`` (B, 3, Ht, Wt): B (target structure, source appearance).
+
+With ``save_pictures=true`` each pictured pair also gets ``<pair>/analogy.png`` (A, B', A', B
+side by side), ``a_prime.png`` and ``b.png`` (:meth:`DeepImageAnalogy.pair_pictures`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 from dataclasses import fields
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -26,10 +28,10 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 from semcorr.grid import move_points, pixel_grid
-from semcorr.methods.base import Matcher, MatchOutput
+from semcorr.methods.base import Matcher, MatchOutput, PairFile
 
 from .analogy import AnalogyParams, AnalogyResult, deep_image_analogy
-from .pictures import save_analogy
+from .pictures import analogy_pictures
 
 
 def nnf_to_flow(nnf: Tensor) -> Tensor:
@@ -120,12 +122,7 @@ class DeepImageAnalogy(Matcher):
             flow = torch.stack([nnf_to_flow(r.nnf_ab if dense == "forward" else r.nnf_ba) for r in results])
         return MatchOutput(points=points, extras=extras, flow=flow)
 
-    @torch.no_grad()
-    def save_pair_outputs(
-        self, folder: Path, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int
-    ) -> list[Path]:
-        """The analogy of a pictured pair: A, B', A', B side by side and A', B as PNG files."""
-        return save_analogy(
-            folder, folder.name, src_img, trg_img,
-            output.extras["analogy_a_prime"][index], output.extras["analogy_b"][index],
-        )
+    def pair_pictures(self, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int) -> dict[str, PairFile]:
+        """The analogy of a pictured pair (:func:`~.pictures.analogy_pictures`): ``analogy`` (A, B',
+        A', B side by side), ``a_prime`` and ``b``, from this pair's ``extras``."""
+        return analogy_pictures(src_img, trg_img, output.extras["analogy_a_prime"][index], output.extras["analogy_b"][index])

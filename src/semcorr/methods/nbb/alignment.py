@@ -1,4 +1,4 @@
-"""Cross-domain image alignment and morphing from sparse pairs (NBB paper, section 5.1), plus files.
+"""Cross-domain image alignment and morphing from sparse pairs (NBB paper, section 5.1).
 
 Given pairs ``alpha_i`` (image A) <-> ``beta_i`` (image B), both images are warped with moving
 least squares (:mod:`.mls`) so that their points land on the midpoints
@@ -12,11 +12,9 @@ input are black.
 Canvas: images of different sizes are aligned on a canvas whose size is interpolated the same way
 (``(1 - t) size_A + t size_B``, rounded); for t = 1/2 that is the mean size.
 
-Functions the evaluation loop calls (signatures are stable):
-
-- :func:`align_pair` ``(img_a, img_b, pts_a, pts_b, steps=0, alpha=1.0, grid_step=4, kind="rigid") -> dict``
-- :func:`save_alignment` ``(folder, result, prefix="") -> list[Path]`` (PNG, atomic)
-- :func:`write_correspondences` ``(path, pair_id, src_pts, trg_pts, scores=None, kept=None) -> Path`` (JSON, atomic)
+:func:`align_pair` aligns (and morphs); :func:`alignment_pictures` names its images by file stem
+and :func:`correspondence_record` makes the pairs JSON-ready, for the pictures of a pair
+(:meth:`~.matcher.NeuralBestBuddies.pair_pictures`; the evaluation's picture writer writes them).
 
 The MLS kind of the warps is ``kind`` (:mod:`.mls`; rigid by default, as the reference code: it
 never reflects, so a crossing outlier does not fold the picture).
@@ -25,15 +23,10 @@ never reflects, so a crossing outlier does not fold the picture).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import numpy as np
 import torch
 from kornia.geometry.transform import remap
-from PIL import Image
 from torch import Tensor
-
-from semcorr.io import atomic_write, write_json
 
 from .mls import mls_grid
 
@@ -123,51 +116,36 @@ def align_pair(
     return result
 
 
-def _write_png(path: Path, img: Tensor) -> Path:
-    """Write a (3, H, W) image in [0, 1] as an 8-bit PNG, atomically."""
-    array = (img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
-
-
-def save_alignment(folder: str | Path, result: dict, prefix: str = "") -> list[Path]:
-    """Write the images of :func:`align_pair` as PNG files, each atomically.
+def alignment_pictures(result: dict) -> dict[str, Tensor]:
+    """The images of :func:`align_pair` by file stem, for :meth:`~.matcher.NeuralBestBuddies.pair_pictures`.
 
     Args:
-        folder: output folder (created).
         result: the dict returned by :func:`align_pair`.
-        prefix: file-name prefix, e.g. ``"<pair_id>_"``.
 
     Returns:
-        Paths written: ``{prefix}a_mid.png``, ``{prefix}b_mid.png``, ``{prefix}blend.png`` and
-        ``{prefix}frame_001.png`` ... for the morph frames.
+        ``{"a_mid", "b_mid", "blend"}`` (3, H, W) images and ``"frame_001"``, ``"frame_002"``...
+        for the morph frames.
     """
-    folder = Path(folder)
-    written = [_write_png(folder / f"{prefix}{name}.png", result[name]) for name in ("a_mid", "b_mid", "blend")]
+    pictures = {name: result[name] for name in ("a_mid", "b_mid", "blend")}
     for i, frame in enumerate(result.get("frames", []), start=1):
-        written.append(_write_png(folder / f"{prefix}frame_{i:03d}.png", frame))
-    return written
+        pictures[f"frame_{i:03d}"] = frame
+    return pictures
 
 
-def write_correspondences(
-    path: str | Path, pair_id: str, src_pts: Tensor, trg_pts: Tensor, scores: Tensor | None = None,
-    kept: Tensor | None = None,
-) -> Path:
-    """Write the sparse pairs of one image pair as JSON, atomically.
+def correspondence_record(
+    src_pts: Tensor, trg_pts: Tensor, scores: Tensor | None = None, kept: Tensor | None = None
+) -> dict[str, list]:
+    """The sparse pairs of one image pair as a JSON-ready dict.
 
-    Format: ``{"pair_id": str, "pairs": [{"src": [x, y], "trg": [x, y], "score": float|null,
-    "kept": bool|null}, ...]}`` in image pixels (``kept``: whether the dense map interpolates the
-    pair); rows with NaN (padding) are skipped.
+    Format: ``{"pairs": [{"src": [x, y], "trg": [x, y], "score": float|null, "kept": bool|null},
+    ...]}`` in image pixels (``kept``: whether the dense map interpolates the pair); rows with NaN
+    (padding) are skipped.
 
     Args:
-        path: the ``.json`` file.
-        pair_id: name of the image pair.
         src_pts: (K, 2) (x, y) source points, NaN-padded.
         trg_pts: (K, 2) target points.
         scores: optional (K,) scores (e.g. rank V of eq. 11).
         kept: optional (K,) bool, the pairs the dense map interpolates.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
     """
     src = src_pts.detach().double().cpu()
     trg = trg_pts.detach().double().cpu()
@@ -179,4 +157,4 @@ def write_correspondences(
             "src": src[i].tolist(), "trg": trg[i].tolist(), "score": score,
             "kept": None if kept is None else bool(kept[i]),
         })
-    return write_json(path, {"pair_id": pair_id, "pairs": pairs})
+    return {"pairs": pairs}

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +32,7 @@ from torch import Tensor
 
 from semcorr.backbones import Backbone
 from semcorr.backbones.inversion import IMAGE_INPUT, deconvolve, subnetwork
-from semcorr.viz.strip import save_image, save_strip
+from semcorr.methods.base import PairFile, Strip
 
 
 @dataclass
@@ -123,16 +122,12 @@ def hybridize(
     return Hybrid(image=image, mask=pixel_mask.float(), a=a, b=b)
 
 
-def save_hybrid(folder: str | Path, hybrid: Hybrid) -> list[Path]:
-    """Write ``hybrid.png`` (the hybrid) and ``hybrid_strip.png`` (aligned A, aligned B, the mask
-    in white where A was taken, the hybrid), atomically.
+#: Labels of the panels of the ``hybrid_strip`` picture.
+STRIP_LABELS = ["A aligned", "B aligned", "mask (white: from A)", "hybrid"]
 
-    Returns:
-        The two paths.
-    """
-    folder = Path(folder)
+
+def hybrid_pictures(hybrid: Hybrid) -> dict[str, PairFile]:
+    """The pictures of a hybrid by file stem: ``hybrid`` (the hybrid) and ``hybrid_strip``
+    (aligned A, aligned B, the mask in white where A was taken, the hybrid)."""
     mask = hybrid.mask[None].expand(3, -1, -1)
-    return [
-        save_image(folder / "hybrid.png", hybrid.image),
-        save_strip(folder / "hybrid_strip.png", [hybrid.a, hybrid.b, mask, hybrid.image]),
-    ]
+    return {"hybrid": hybrid.image, "hybrid_strip": Strip([hybrid.a, hybrid.b, mask, hybrid.image], labels=list(STRIP_LABELS))}

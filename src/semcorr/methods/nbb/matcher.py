@@ -37,6 +37,9 @@ their rank V (eq. 11); ``"buddies_src"`` / ``"buddies_trg"`` (B, M, 2), ``"buddi
 every final pair and ``"buddies_kept"`` (B, M) 1.0 where the dense map interpolates it, 0.0 where
 densification left it out; ``"warped"`` (B, 3, Ht, Wt) the source warped onto the target (zeros
 where the map leaves the source).
+
+With ``save_pictures=true`` each pictured pair also gets, in ``<pair>/``, the pictures of
+:meth:`NeuralBestBuddies.pair_pictures` (``buddies.json``, the alignment, morphs and hybrid).
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from kornia.geometry.transform import remap
@@ -53,12 +55,12 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError
 from semcorr.grid import cells_to_pixels, pixel_grid
-from semcorr.methods.base import Matcher, MatchOutput
+from semcorr.methods.base import Matcher, MatchOutput, PairFile
 from semcorr.methods.cache import LRUCache
 
-from .alignment import align_pair, save_alignment, write_correspondences
+from .alignment import align_pair, alignment_pictures, correspondence_record
 from .densify import DENSIFY_RULES, consistent_buddies
-from .hybrid import hybridize, save_hybrid
+from .hybrid import hybrid_pictures, hybridize
 from .mls import MLS_KINDS, mls_grid, mls_map
 from .pyramid import Buddies, coarse_to_fine
 from .selection import select_top_k
@@ -109,8 +111,8 @@ class NeuralBestBuddies(Matcher):
         warp_step: node spacing (pixels) of the MLS grid behind ``warped`` and the dense flow.
         kmeans_n_init: k-means restarts.
         seed: k-means random state.
-        morph_steps: morph frames written per pictured pair by :meth:`save_pair_outputs` (0: none).
-        hybrid_iters: L-BFGS iterations of each feature inversion of the semantic hybrid written
+        morph_steps: morph frames pictured per pictured pair by :meth:`pair_pictures` (0: none).
+        hybrid_iters: L-BFGS iterations of each feature inversion of the semantic hybrid pictured
             per pictured pair (section 5.2); 0: no hybrid.
         cache_size: images whose pyramid features are cached (pairs sharing an image).
     """
@@ -350,33 +352,31 @@ class NeuralBestBuddies(Matcher):
         extras["buddies_kept"] = _pad([p[3] for p in everything])
         return MatchOutput(points=torch.stack(points), extras=extras, flow=torch.stack(flows) if flows else None)
 
-    def save_pair_outputs(
-        self, folder: Path, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int
-    ) -> list[Path]:
-        """The applications of a pictured pair: alignment (section 5.1), morphs, the semantic
-        hybrid (section 5.2) and the best buddies.
+    def pair_pictures(self, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int) -> dict[str, PairFile]:
+        """The applications of a pictured pair: the best buddies, the alignment (section 5.1),
+        morphs and the semantic hybrid (section 5.2).
 
-        Writes into ``folder``: ``buddies.json`` (every final pair, image pixels, with its rank and
-        whether the dense map kept it), ``a_mid.png`` / ``b_mid.png`` (both images warped to the
-        midpoint geometry by MLS through the kept buddies), ``blend.png`` (their 50% blend),
-        ``frame_XXX.png`` morph frames when ``morph_steps > 0``, and ``hybrid.png`` /
-        ``hybrid_mask.png`` when ``hybrid_iters > 0``.
+        Returns, by file stem: ``buddies`` (JSON: every final pair, image pixels, with its rank and
+        whether the dense map kept it); with at least one kept buddy ``a_mid`` / ``b_mid`` (both
+        images warped to the midpoint geometry by MLS through the kept buddies), ``blend`` (their
+        50% blend), ``frame_001``... morph frames when ``morph_steps > 0``, and ``hybrid`` /
+        ``hybrid_strip`` when ``hybrid_iters > 0``.
         """
         src = output.extras["buddies_src"][index].cpu()
         trg = output.extras["buddies_trg"][index].cpu()
         kept = output.extras["buddies_kept"][index].cpu() == 1.0
         score = output.extras["buddies_score"][index].cpu()
-        files = [write_correspondences(folder / "buddies.json", folder.name, src, trg, score, kept)]
+        pictures: dict[str, PairFile] = {"buddies": correspondence_record(src, trg, score, kept)}
         if int(kept.sum()) == 0:
-            return files
+            return pictures
         aligned = align_pair(
             src_img.cpu(), trg_img.cpu(), src[kept], trg[kept], steps=self.morph_steps, alpha=self.mls_alpha, kind=self.warp_mls
         )
-        files += save_alignment(folder, aligned)
+        pictures.update(alignment_pictures(aligned))
         if self.hybrid_iters > 0:
             hybrid = hybridize(self.backbone, self.pyramid, self.levels, aligned["a_mid"], aligned["b_mid"], self.hybrid_iters)
-            files += save_hybrid(folder, hybrid)
-        return files
+            pictures.update(hybrid_pictures(hybrid))
+        return pictures
 
 
 def _pad(rows: list[Tensor]) -> Tensor:

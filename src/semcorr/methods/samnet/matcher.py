@@ -23,9 +23,9 @@ network pixels -> original target pixels.
 * ``"warped_target"`` (B, 3, Hs, Ws): the target brought onto the source through the dense
   field (the paper's Fig. 4 warped images).
 
-With ``save_pictures=true`` each pictured pair gets ``<pair>/<name>_samnet.png`` (source, target,
+With ``save_pictures=true`` each pictured pair gets ``<pair>/samnet.png`` (source, target,
 attribute-transferred source, target warped onto the source: the paper's Fig. 4 row) and
-``<name>_attribute_transfer.png`` (:meth:`SAMNetMatcher.save_pair_outputs`).
+``<pair>/attribute_transfer.png`` (:meth:`SAMNetMatcher.pair_pictures`).
 
 The evaluation pictures' source-onto-target panel needs the target -> source field, a second
 pass with the images swapped: the picture writer asks for it (``dense="backward"``) for the
@@ -44,8 +44,7 @@ from torch import Tensor
 from semcorr.backbones import Backbone
 from semcorr.errors import ConfigError, WeightsError
 from semcorr.io import read_torch
-from semcorr.methods.base import Matcher, MatchOutput
-from semcorr.viz.strip import file_stem, save_image, save_strip
+from semcorr.methods.base import Matcher, MatchOutput, PairFile, Strip
 
 from .affine import dense_image_flow, transfer_image_points, warp_image
 from .network import SAMNet, SAMNetOutput
@@ -57,6 +56,8 @@ TRAIN_HINT = (
     "command to evaluate it: `python evaluate.py method=samnet method.checkpoint=PATH`."
 )
 
+#: Labels of the panels of the ``samnet`` picture.
+STRIP_LABELS = ["source", "target", "attribute transfer I^{s<-t}", "target warped onto the source"]
 #: Recurrent iterations at test in the paper.
 TEST_ITERATIONS = 10
 
@@ -237,15 +238,10 @@ class SAMNetMatcher(Matcher):
             flow = dense_image_flow(self.run(trg_img, src_img).final.field, trg_hw, src_hw, self.size)
         return MatchOutput(points=points, extras=extras, flow=flow)
 
-    def save_pair_outputs(
-        self, folder: Path, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int
-    ) -> list[Path]:
-        """Attribute transfer of a pictured pair: source, target, ``I^{s<-t,L}`` and the target
-        warped onto the source side by side, and ``I^{s<-t,L}`` alone (PNG files)."""
-        name = file_stem(folder.name)
+    def pair_pictures(self, src_img: Tensor, trg_img: Tensor, output: MatchOutput, index: int) -> dict[str, PairFile]:
+        """Attribute transfer of a pictured pair: ``samnet`` (source, target, ``I^{s<-t,L}`` and the
+        target warped onto the source side by side, the paper's Fig. 4 row) and
+        ``attribute_transfer`` (``I^{s<-t,L}`` alone), from this pair's ``extras``."""
         transferred = output.extras["attribute_transfer"][index]
-        strip = [src_img, trg_img, transferred, output.extras["warped_target"][index]]
-        return [
-            save_strip(folder / f"{name}_samnet.png", strip),
-            save_image(folder / f"{name}_attribute_transfer.png", transferred),
-        ]
+        strip = Strip([src_img, trg_img, transferred, output.extras["warped_target"][index]], labels=list(STRIP_LABELS))
+        return {"samnet": strip, "attribute_transfer": transferred}
