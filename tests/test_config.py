@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from conftest import CONF, ROOT, compose_config
 from semcorr.config import EVALUATE, TRAIN, registered, schema_for, validate_config
 from semcorr.config.methods import PYTHON_ONLY, SETTINGS_OF
+from semcorr.config.run import RUNTIME_ARGUMENTS
 from semcorr.config.schema import describe
 from semcorr.data.base import PairDataset
 from semcorr.errors import ConfigError
@@ -113,6 +114,14 @@ def test_every_logger_trainer_and_backbone_config_has_a_schema(tmp_path):
             assert node is None or schema_for(node) is not None, path  # logger=none is null
 
 
+@pytest.mark.parametrize("name", ["evaluate", "train"])
+def test_every_callback_config_has_a_schema(tmp_path, name):
+    cfg = compose_config(name, [], tmp_path)
+    assert set(cfg.callbacks) >= {"progress", "interrupt"}
+    for entry, node in cfg.callbacks.items():
+        assert schema_for(node) is not None, entry
+
+
 def _parameters(target: str) -> set[str]:
     """Keyword arguments of a target; for a class forwarding **kwargs, those of its bases too, or
     the fields of the dataclass they fill (SETTINGS_OF)."""
@@ -131,7 +140,7 @@ def _parameters(target: str) -> set[str]:
 def test_each_schema_lists_its_constructors_arguments(target):
     """A knob added to a method or dataset without its schema (or removed from it) fails here."""
     keys = set(registered()[target].__annotations__)  # a TypedDict's keys, its bases' included
-    expected = _parameters(target) - set(PYTHON_ONLY.get(target, ()))
+    expected = _parameters(target) - set(PYTHON_ONLY.get(target, ())) - set(RUNTIME_ARGUMENTS.get(target, ()))
     if target.startswith("semcorr.methods."):
         expected |= {"name"}  # the method's label, removed before instantiation
     if target == "semcorr.lit.loggers.WandbLogger":  # quiet + Lightning's WandbLogger and wandb.init arguments

@@ -30,7 +30,7 @@ def test_an_evaluation_without_a_terminal_prints_progress_lines(tmp_path, capsys
     willow = tmp_path / "willow"
     build_pfwillow(willow, subclasses={"car(G)": 3, "duck(S)": 3})  # 12 pairs
     cfg = compose_config("evaluate", ["method=identity", "dataset=pfwillow", f"dataset.root={willow}", "logger=none",
-                                      "trainer.callbacks.0.every_n=5", "trainer.callbacks.0.every_s=null"], tmp_path / "run")
+                                      "callbacks.progress.every_n=5", "callbacks.progress.every_s=null"], tmp_path / "run")
     run_evaluation(cfg)  # pytest's stdout is not a terminal: the bar is in line mode
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Testing: ")]
     assert [line.split(" | ")[0] for line in lines] == ["Testing: 5/12 (42%)", "Testing: 10/12 (83%)", "Testing: 12/12 (100%)"]

@@ -101,8 +101,9 @@ def trained(tmp_path_factory, data_dirs):
     """A 2-stage run (stage 1: 4 steps in 2 epochs, stage 2: 2 steps) with CSV logging."""
     out = tmp_path_factory.mktemp("samnet_run")
     ProgressProbe.seen.clear()
-    probe = "trainer.callbacks=[{_target_:pytorch_lightning.callbacks.RichProgressBar},{_target_:test_samnet_training.ProgressProbe}]"
-    final = run_stages(compose_config("train", train_overrides(*data_dirs, steps=4, extra=[probe]), out))
+    probe = ["~callbacks.progress", "+callbacks.rich={_target_:pytorch_lightning.callbacks.RichProgressBar}",
+             "+callbacks.probe={_target_:test_samnet_training.ProgressProbe}"]
+    final = run_stages(compose_config("train", train_overrides(*data_dirs, steps=4, extra=probe), out))
     return out, final, list(ProgressProbe.seen)
 
 
@@ -328,7 +329,7 @@ def test_resume_continues_exactly(tmp_path, data_dirs, trained):
     straight, _, _ = trained
     out = tmp_path / "run"
     only1 = ["model.stage=1"]
-    stop = "trainer.callbacks=[{_target_:test_samnet_training.StopAfterFirstValidation}]"
+    stop = "+callbacks.stop={_target_:test_samnet_training.StopAfterFirstValidation}"
     run_stages(compose_config("train", train_overrides(*data_dirs, steps=4, extra=[*only1, stop]), out))
     mid = tmp_path / "mid.ckpt"
     shutil.copy(out / "checkpoints" / "stage1" / "last.ckpt", mid)

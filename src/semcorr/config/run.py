@@ -1,5 +1,5 @@
 """Schemas of the run: the root keys of ``evaluate.yaml`` / ``train.yaml`` (the PCK alphas, pictures,
-journal), ``datamodule``, the backbone, the trainer and its callbacks, the loggers, and the HPF layer
+journal), ``datamodule``, the backbone, the trainer, the callbacks, the loggers, and the HPF layer
 search of ``train.py model=hpf_search``.
 
 Third-party targets (Lightning's Trainer and loggers) get ``open_`` schemas: the keys listed here
@@ -96,7 +96,6 @@ class TrainerKnobs(TypedDict, total=False):
         "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
         "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16", 64, 32, 16,
     ]
-    callbacks: list[Any] | None
     enable_model_summary: bool
     enable_checkpointing: bool
     enable_progress_bar: bool
@@ -112,11 +111,46 @@ class TrainerKnobs(TypedDict, total=False):
 @register("semcorr.lit.progress.ProgressBar")
 @strict
 class ProgressBarKnobs(TypedDict, total=False):
-    """The progress bar callback of ``conf/trainer/default.yaml``."""
+    """``callbacks.progress`` (``conf/callbacks/default.yaml``)."""
 
     every_n: PositiveInt
     every_s: PositiveFloat | None
     lines: bool | None
+
+
+#: The callbacks' constructor arguments that the runners give (``_partial_`` entries of
+#: ``conf/callbacks/``, :func:`semcorr.lit.callbacks.instantiate_callbacks`), not the config.
+RUNTIME_ARGUMENTS = {
+    "semcorr.lit.interrupt.ResumeOnInterrupt": ("save", "command"),
+    "semcorr.lit.loggers.RunningMetrics": ("module", "every_n_pairs"),
+    "semcorr.lit.journal.JournalCallback": ("module", "journal"),
+    "semcorr.lit.pictures.PictureWriter": ("folder", "indices", "alphas", "method"),
+}
+
+
+@register("semcorr.lit.interrupt.ResumeOnInterrupt")
+@strict
+class ResumeOnInterruptKnobs(TypedDict, total=False):
+    """``callbacks.interrupt``: no knobs (what it saves and prints comes from the runner)."""
+
+
+@register("semcorr.lit.loggers.RunningMetrics")
+@strict
+class RunningMetricsKnobs(TypedDict, total=False):
+    """``callbacks.running_metrics`` of ``evaluate.py``: no knobs (``log_every_n_pairs`` sets its interval)."""
+
+
+@register("semcorr.lit.journal.JournalCallback")
+@strict
+class JournalCallbackKnobs(TypedDict, total=False):
+    """``callbacks.journal`` of ``evaluate.py``: no knobs (``resume_every`` sets the journal's interval)."""
+
+
+@register("semcorr.lit.pictures.PictureWriter")
+@strict
+class PictureWriterKnobs(TypedDict, total=False):
+    """``callbacks.pictures`` of ``evaluate.py``: no knobs (``save_pictures``, ``pictures`` and
+    ``max_pictures`` choose the pairs; the PCK alphas are the run's)."""
 
 
 @register("semcorr.lit.loggers.WandbLogger")

@@ -3,7 +3,9 @@ and files out. The LightningModule it runs is :mod:`semcorr.lit.evaluation_modul
 
 Steps: check the config against its schemas (:mod:`semcorr.config`: one line per wrong value,
 before any work); seed; build the dataset, its metric families (:mod:`semcorr.metrics.evaluators`),
-the DataModule, method and trainer from the Hydra config; record the protocol
+the DataModule, method, trainer and its callbacks (the ``callbacks`` group,
+``conf/callbacks/evaluate.yaml``: progress, running PCK, the resume journal, the pictures, Ctrl-C;
+:mod:`semcorr.lit.callbacks`) from the Hydra config; record the protocol
 (:mod:`semcorr.protocol`); log the config (with the protocol record) to the logger; run
 ``Trainer.test`` (running PCK to the logger every ``log_every_n_pairs`` pairs); print the results
 table and the protocol; write ``metrics.json`` (with the ``protocol`` record),
@@ -55,11 +57,11 @@ from semcorr.config import EVALUATE, validate_config
 from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError, OutputError
 from semcorr.io import write_text
+from semcorr.lit.callbacks import instantiate_callbacks
 from semcorr.lit.evaluation_module import EvaluationModule
-from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
+from semcorr.lit.interrupt import resume_command
 from semcorr.lit.journal import EvaluationJournal, JournalCallback
-from semcorr.lit.loggers import RunningMetrics, log_pictures, log_tables, wandb_run_id
-from semcorr.lit.pictures import PictureWriter
+from semcorr.lit.loggers import log_pictures, log_tables, wandb_run_id
 from semcorr.methods.base import Matcher
 from semcorr.metrics.evaluators import build_evaluators
 from semcorr.protocol import describe, run_record
@@ -151,18 +153,18 @@ def finish_run(logger: Any, exit_code: int = 0) -> None:
         logger.experiment.finish(exit_code=exit_code)
 
 
-def build_trainer(cfg: DictConfig, logger: Any, run_dir: Path, callbacks: list[Callback] | None = None) -> pl.Trainer:
-    """The ``cfg.trainer`` Trainer of a test pass over pairs, with ``callbacks`` added to the
-    configured ones, and ``use_distributed_sampler=False`` so that the shards of
+def build_trainer(cfg: DictConfig, logger: Any, run_dir: Path, callbacks: list[Callback]) -> pl.Trainer:
+    """The ``cfg.trainer`` Trainer of a test pass over pairs, with ``callbacks`` (the run's
+    ``callbacks`` group, :func:`~semcorr.lit.callbacks.instantiate_callbacks`), and
+    ``use_distributed_sampler=False`` so that the shards of
     :class:`~semcorr.data.datamodule.PairDataModule` stay as they are (Lightning's own sampler would
     pad them with repeated pairs)."""
-    configured = [instantiate(c) for c in cfg.trainer.get("callbacks") or []]
     return instantiate(
         cfg.trainer,
         logger=logger if logger is not None else False,
         default_root_dir=str(run_dir),
         use_distributed_sampler=False,
-        callbacks=[*configured, *(callbacks or [])],
+        callbacks=callbacks,
     )
 
 
@@ -229,19 +231,22 @@ def test_on_every_process(trainer: pl.Trainer, module: EvaluationModule, datamod
 
 
 def picture_pass(
-    trainer: pl.Trainer, cfg: DictConfig, dataset: Any, method: Matcher, evaluators: Any, writer: PictureWriter
+    trainer: pl.Trainer, cfg: DictConfig, dataset: Any, method: Matcher, evaluators: Any, writers: list[Callback],
+    indices: set[int],
 ) -> None:
-    """Evaluate again the pairs of ``writer.indices`` only, for their pictures (every process: the
-    pairs are sharded as in the main pass); ``evaluators`` are fresh ones (this pass's metrics are
-    discarded); ``writer`` is one of the trainer's callbacks for this pass only."""
+    """Evaluate again the pairs of ``indices`` only, for their pictures (every process: the pairs
+    are sharded as in the main pass); ``evaluators`` are fresh ones (this pass's metrics are
+    discarded); ``writers`` (the ``callbacks.pictures`` writer of these pairs) are the trainer's
+    callbacks for this pass only."""
     module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas))
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
-    datamodule.exclude = set(range(len(dataset))) - set(writer.indices)
-    trainer.callbacks.append(writer)
+    datamodule.exclude = set(range(len(dataset))) - indices
+    trainer.callbacks.extend(writers)
     try:
         test_on_every_process(trainer, module, datamodule)
     finally:
-        trainer.callbacks.remove(writer)
+        for writer in writers:
+            trainer.callbacks.remove(writer)
 
 
 def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, Any]:
@@ -283,28 +288,26 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
         weights=str(weights) if weights is not None else None, trained_on=list(trained_on) if trained_on is not None else None,
     )
     folder = run_dir / "pictures"
-    first = PictureWriter(folder, range(cfg.max_pictures), cfg.alphas, method) if cfg.save_pictures and not worst else None
     every = int(cfg.get("resume_every", 0) or 0)
     journal = EvaluationJournal(run_dir / "partial", cfg, every) if every > 0 else None
     module = EvaluationModule(method, evaluators, alphas=list(cfg.alphas))
     logger = build_logger(cfg, run_dir, resume=journal is not None and journal.exists())
     if logger is not None:  # at the start: an interrupted run has its config too
         logger.log_hyperparams({**config_dict(cfg), "protocol": protocol})
-    callbacks: list[Callback] = [RunningMetrics(module, int(cfg.get("log_every_n_pairs", 0) or 0))]
-    keep = JournalCallback(module, journal) if journal is not None else None
-    if keep is not None:
-        callbacks.append(keep)
-    if first is not None:
-        callbacks.append(first)
 
     def interrupted(trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
-        if keep is not None:
-            keep.save_now(trainer)
+        for callback in trainer.callbacks:
+            if isinstance(callback, JournalCallback):
+                callback.save_now(trainer)
         if logger is not None:
             finish_run(logger, exit_code=1)
         return journal_note(journal, len(dataset))
 
-    callbacks.append(ResumeOnInterrupt(interrupted, command))
+    first = range(cfg.max_pictures) if cfg.save_pictures and not worst else range(0)
+    callbacks = instantiate_callbacks(
+        cfg.get("callbacks"), module=module, journal=journal, method=method, folder=folder, indices=first,
+        alphas=list(cfg.alphas), every_n_pairs=int(cfg.get("log_every_n_pairs", 0) or 0), save=interrupted, command=command,
+    )
     trainer = build_trainer(cfg, logger, run_dir, callbacks)
     test_on_every_process(trainer, module, datamodule)
 
@@ -328,10 +331,13 @@ def run_evaluation(cfg: DictConfig, method: Matcher | None = None) -> dict[str, 
         alpha = sorted(module.alphas)[len(module.alphas) // 2]
         chosen = worst_pairs(module.records, alpha, cfg.max_pictures) if trainer.is_global_zero and failure is None else []
         chosen = trainer.strategy.broadcast(chosen, src=0)
-        if chosen:
+        writers = instantiate_callbacks(  # none when the writer was dropped (~callbacks.pictures)
+            {"pictures": OmegaConf.select(cfg, "callbacks.pictures")}, folder=folder, indices=set(chosen),
+            alphas=list(cfg.alphas), method=method,
+        )
+        if chosen and writers:
             with writing("the pictures", run_dir, kept):
-                writer = PictureWriter(folder, set(chosen), cfg.alphas, method)
-                picture_pass(trainer, cfg, dataset, method, build_evaluators(dataset, cfg.alphas, resolution), writer)
+                picture_pass(trainer, cfg, dataset, method, build_evaluators(dataset, cfg.alphas, resolution), writers, set(chosen))
     if not trainer.is_global_zero:
         return metrics
     if failure is not None:

@@ -45,7 +45,8 @@ from semcorr.data.datamodule import PairDataModule
 from semcorr.errors import ConfigError
 from semcorr.io import write_json, write_text
 from semcorr.lit.evaluation_runner import build_logger, build_method, build_trainer, finish_run
-from semcorr.lit.interrupt import ResumeOnInterrupt, resume_command
+from semcorr.lit.callbacks import instantiate_callbacks
+from semcorr.lit.interrupt import resume_command
 from semcorr.lit.progress import SearchProgress
 from semcorr.lit.train import dataset_split, start_run
 from semcorr.methods.base import MatchOutput
@@ -165,7 +166,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     kept = lambda trainer, module: (  # noqa: E731 - what an interruption keeps
         f"the scores of the depths finished are in {state}" if state.is_file() else "no depth was finished yet"
     )
-    trainer = build_trainer(cfg, logger, run_dir, [ResumeOnInterrupt(kept, resume_command(run_dir, "train.py"))])
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), save=kept, command=resume_command(run_dir, "train.py"))
+    trainer = build_trainer(cfg, logger, run_dir, callbacks)
     datamodule = PairDataModule(test=dataset, **cfg.datamodule)
     scored: list[tuple[LayerSet, float]] = []
     progress = SearchProgress(list(candidates), model.beam_size, model.max_layers, len(dataset),

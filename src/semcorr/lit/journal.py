@@ -163,10 +163,10 @@ class JournalCallback(Callback):
 
     Args:
         module: the :class:`~semcorr.lit.evaluation_module.EvaluationModule` (``records``).
-        journal: its journal.
+        journal: its journal; None (``resume_every=0``): the callback does nothing.
     """
 
-    def __init__(self, module: pl.LightningModule, journal: EvaluationJournal) -> None:
+    def __init__(self, module: pl.LightningModule, journal: EvaluationJournal | None) -> None:
         self.module = module
         self.journal = journal
         self._finished = False
@@ -174,7 +174,7 @@ class JournalCallback(Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Restore this process's journal, if any, and have the DataModule skip its pairs."""
-        if pl_module is not self.module:
+        if pl_module is not self.module or self.journal is None:
             return
         entry = self.journal.load(trainer.global_rank, trainer.world_size)
         if entry is None:
@@ -189,7 +189,7 @@ class JournalCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if pl_module is not self.module:
+        if pl_module is not self.module or self.journal is None:
             return
         self._unsaved += int(batch["src_img"].shape[0])
         if self._unsaved >= self.journal.every:
@@ -199,7 +199,7 @@ class JournalCallback(Callback):
     def save_now(self, trainer: pl.Trainer) -> None:
         """Journal the module's pairs if some are not journalled yet and its epoch is not over (after
         it, rank 0's records are every process's)."""
-        if not self._finished and len(self.module.records) > self.journal.saved:
+        if self.journal is not None and not self._finished and len(self.module.records) > self.journal.saved:
             self.journal.save(trainer.global_rank, trainer.world_size, self.module, self.module.records)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -6,7 +6,7 @@ the final metrics, sortable tables and captioned pictures at the end.
 * :func:`wandb_run_id`: the id of the W&B run an interrupted evaluation started in its run
   directory, so that the resumed run continues it (``wandb sync`` of both offline folders then
   uploads one run).
-* :class:`RunningMetrics`: mean PCK of the pairs evaluated so far every ``every_n`` pairs, as
+* :class:`RunningMetrics`: mean PCK of the pairs evaluated so far every ``every_n_pairs`` pairs, as
   ``running/pck@A`` (and ``running/pairs``, ``running/time_per_pair_s``) at step = pairs done. Under
   DDP it is rank 0's shard (the final metrics are synced over all pairs).
 * :func:`log_tables`: ``pairs`` (one row per pair: index, pair, category, PCK at each alpha,
@@ -68,16 +68,16 @@ def mean_pck(records: Sequence[dict[str, Any]], alphas: Sequence[float]) -> dict
 
 
 class RunningMetrics(Callback):
-    """Running PCK of ``module``'s pairs every ``every_n`` pairs (see the module docstring).
+    """Running PCK of ``module``'s pairs every ``every_n_pairs`` pairs (see the module docstring).
 
     Args:
         module: the :class:`~semcorr.lit.evaluation_module.EvaluationModule` (its ``records``, ``alphas``).
-        every_n: pairs between two logs (0: never).
+        every_n_pairs: pairs between two logs (0: never).
     """
 
-    def __init__(self, module: pl.LightningModule, every_n: int) -> None:
+    def __init__(self, module: pl.LightningModule, every_n_pairs: int) -> None:
         self.module = module
-        self.every_n = int(every_n)
+        self.every_n = int(every_n_pairs)
         self._logged = 0
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001

@@ -25,7 +25,8 @@ stages validate on the same sets, so stage 2 starts from the best stage-1 checkp
 only where it does better: ``final.json`` names whichever scored higher).
 
 Resuming: a stage whose ``checkpoints/stage<k>/last.ckpt`` exists resumes from it (run again with
-``hydra.run.dir=<run dir>``); ``model.resume=PATH`` resumes from any SAM-Net checkpoint (its
+``hydra.run.dir=<run dir>``: on Ctrl-C the run prints that checkpoint and the command,
+``callbacks.interrupt``); ``model.resume=PATH`` resumes from any SAM-Net checkpoint (its
 stage is read from it). An "epoch" is ``model.val_every_n_steps`` optimiser steps drawn by
 :class:`~.data.EpochSampler` from a generator seeded by (seed, global step at the epoch start);
 checkpoints are written at epoch ends with the torch RNG state (droplink draws; the loaders have
@@ -54,7 +55,9 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 
 from semcorr.errors import ConfigError
 from semcorr.io import write_json
+from semcorr.lit.callbacks import instantiate_callbacks
 from semcorr.lit.evaluation_runner import finish_run
+from semcorr.lit.interrupt import checkpoint_note, resume_command
 from semcorr.lit.progress import ProgressBar as SemcorrProgressBar
 from semcorr.lit.train import start_run
 from semcorr.methods.samnet.matcher import CKPT_KEY, network_state, read_checkpoint
@@ -108,7 +111,9 @@ def stage_bar(callback: Callback, stage: int) -> Callback:
 def build_trainer(
     cfg: DictConfig, stage: int, stage_dir: Path, ckpt_dir: Path, monitor: str, remaining_steps: int
 ) -> tuple[pl.Trainer, ModelCheckpoint, Any]:
-    """A Trainer from ``cfg.trainer`` merged with ``model.trainer`` and the stage's needs.
+    """A Trainer from ``cfg.trainer`` merged with ``model.trainer``, the ``callbacks`` group
+    (:func:`~semcorr.lit.callbacks.instantiate_callbacks`; the progress bar as one bar over the
+    stage) and the stage's checkpoints.
 
     Returns:
         ``(trainer, checkpoint callback, logger or None)``.
@@ -120,7 +125,11 @@ def build_trainer(
         # a step's iterations run the coarse or the fine matching network (and the decoder only at the
         # last with attribute_weight=zero): the others get no gradient in that step
         merged.strategy = "ddp_find_unused_parameters_true"
-    callbacks = [stage_bar(instantiate(c), stage) for c in merged.pop("callbacks", None) or []]
+    last = ckpt_dir / "last.ckpt"
+    configured = instantiate_callbacks(
+        cfg.get("callbacks"), save=lambda trainer, module: checkpoint_note(last), command=resume_command(stage_dir.parent, "train.py")
+    )
+    callbacks = [stage_bar(c, stage) for c in configured]
     if not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(StageProgressBar(f"SAM-Net stage {stage}"))
     checkpoint = ModelCheckpoint(
