@@ -9,7 +9,8 @@ The method, backbone and dataset come from the project's configs (``conf/evaluat
 Hydra override may follow the options, the defaults here are ``method=dia dataset=pfwillow`` with
 the PF-WILLOW root of ``../shared/data``), and the pairs are read by the project's dataset, so the
 preprocessing and the PCK threshold are exactly those of ``evaluate.py`` (PF-WILLOW: max side 300,
-T = max extent of the target keypoints, per-pair PCK averaged over pairs).
+T = max extent of the target keypoints) and scored by its PCK family (``pck@A``: per-pair PCK
+averaged over pairs, :class:`~semcorr.metrics.pck.PCKEvaluator`).
 
 Reported, per level L used (coarse to fine): PCK at each alpha of the mapping phi_{a->b}^L right
 after that level's PatchMatch, upsampled to the image (the keypoint moves with the displacement of
@@ -36,10 +37,9 @@ from semcorr.grid import move_points
 from semcorr.lit.evaluation_runner import build_method
 from semcorr.methods.dia import nnf_to_flow
 from semcorr.methods.dia.patchmatch import upsample_nnf
-from semcorr.metrics.pck import pck_per_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs import add_pair_arguments, parse, percent, setup  # noqa: E402
+from pairs import Scores, add_pair_arguments, parse, setup  # noqa: E402
 
 
 def main() -> None:
@@ -50,8 +50,7 @@ def main() -> None:
     matcher = build_method(cfg.method)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     alphas = list(cfg.alphas)
-    pck: dict[str, list[torch.Tensor]] = defaultdict(list)
-    by_category: dict[tuple[str, str], list[torch.Tensor]] = defaultdict(list)
+    scores = Scores(dataset, alphas, str(cfg.metrics.resolution))
     stages: dict[str, list[float]] = defaultdict(list)
     for n, index in enumerate(indices):
         sample = dataset[index]
@@ -64,20 +63,16 @@ def main() -> None:
         sizes = (tuple(src.shape[-2:]), tuple(trg.shape[-2:]))
         fields = {f"L{level}": upsample_nnf(nnf, *sizes) for level, nnf in result.level_nnfs.items()}
         fields["final"] = result.nnf_ab
-        threshold = torch.tensor([sample["pck_threshold"]])
-        for name, nnf in fields.items():
-            pred = move_points(sample["src_kps"], nnf_to_flow(nnf))
-            pck[name].append(pck_per_pair(pred[None], sample["trg_kps"][None], threshold, alphas)[0])
-            by_category[(sample["category"], name)].append(pck[name][-1])
-        print(f"[{n + 1}/{len(indices)}] {sample['pair_id']}: PCK@{alphas[1]:g} final {100 * float(pck['final'][-1][1]):.1f}, "
+        final = [scores.add(name, sample, move_points(sample["src_kps"], nnf_to_flow(nnf))) for name, nnf in fields.items()][-1]
+        print(f"[{n + 1}/{len(indices)}] {sample['pair_id']}: PCK@{alphas[1]:g} final {100 * float(final[1]):.1f}, "
               f"{stages['pair'][-1]:.2f} s", file=sys.stderr, flush=True)
     print(f"DIA, {cfg.backbone.net.name} ({cfg.backbone.net.weights}), {dataset.name}, {len(indices)} pairs, "
           f"{torch.get_num_threads()} thread(s), {args.clock} clock")
     print(f"  settings: {matcher.params}")
-    print("  PCK after each level: " + "; ".join(f"{name} {percent(v)}" for name, v in pck.items())
+    print("  PCK after each level: " + "; ".join(f"{name} {scores.summary(name)}" for name in scores.evaluators)
           + f"  (alphas {', '.join(f'{a:g}' for a in alphas)})")
-    for category in sorted({c for c, _ in by_category}):
-        print(f"    {category}: " + "; ".join(f"{name} {percent(by_category[(category, name)])}" for name in pck))
+    for category in sorted({dataset.records[i].category for i in indices}):
+        print(f"    {category}: " + "; ".join(f"{name} {scores.summary(name, category)}" for name in scores.evaluators))
     print("  median s/pair: " + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in stages.items()))
 
 

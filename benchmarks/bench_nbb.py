@@ -9,7 +9,7 @@ per stage.
 The method, backbone and dataset come from the project's configs (``method=nbb dataset=pfwillow``
 with the PF-WILLOW root of ``../shared/data`` by default; Hydra overrides follow the options) and
 the pairs are read by the project's dataset (PF-WILLOW: max side 300, T = max extent of the
-target keypoints, per-pair PCK averaged over pairs). For every level set of ``--levels`` the
+target keypoints; scored by the PCK family of ``evaluate.py``, ``pck@A``). For every level set of ``--levels`` the
 best buddies of each pair are found once; every densification rule of ``--densify``
 (``all`` or ``local:<outlier_cells>``) and MLS kind of ``--mls`` then transfers the keypoints
 through the same buddies, so the table compares them on identical matches; ``folded`` is the mean
@@ -39,10 +39,9 @@ import torch
 from semcorr.lit.evaluation_runner import build_method
 from semcorr.methods.nbb.densify import consistent_buddies
 from semcorr.methods.nbb.mls import mls_grid, mls_map
-from semcorr.metrics.pck import pck_per_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs import add_pair_arguments, parse, percent, setup  # noqa: E402
+from pairs import Scores, add_pair_arguments, parse, setup  # noqa: E402
 
 
 def folded(field: torch.Tensor) -> float:
@@ -84,7 +83,7 @@ def main() -> None:
     for levels in level_sets:
         matcher = build_method(cfg.method, levels=levels, densify="all")
         top_stride = matcher.strides[levels[0] - 1]
-        pck: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+        scores = Scores(dataset, alphas, str(cfg.metrics.resolution))
         folds: dict[tuple, list[float]] = defaultdict(list)
         stages: dict[str, list[float]] = defaultdict(list)
         counts: list[tuple[int, int]] = []
@@ -100,7 +99,6 @@ def main() -> None:
             tic = clock()
             matcher.select(corr)
             stages["selection"].append(clock() - tic)
-            threshold = torch.tensor([sample["pck_threshold"]])
             for rule, cells in rules:
                 for kind in kinds:
                     tic = clock()
@@ -109,7 +107,7 @@ def main() -> None:
                     if (rule, cells, kind) == (rules[0] + (kinds[0],)):
                         stages["densify + MLS"].append(clock() - tic)
                         counts.append((int(corr.src.shape[0]), int(kept.sum())))
-                    pck[(rule, cells, kind)].append(pck_per_pair(pred[None], sample["trg_kps"][None], threshold, alphas)[0])
+                    scores.add((rule, cells, kind), sample, pred)
                     if kept.any():
                         hw = tuple(trg.shape[-2:])
                         back = mls_grid(corr.trg[kept], corr.src[kept], hw[0], hw[1], matcher.mls_alpha, matcher.warp_step, kind)
@@ -117,10 +115,10 @@ def main() -> None:
         total = [sum(values[i] for values in stages.values()) for i in range(len(indices))]
         print(f"levels {levels} (layers {[matcher.layers[lv] for lv in levels]}), buddies per pair: median "
               f"{statistics.median(c[0] for c in counts):.0f}, kept {statistics.median(c[1] for c in counts):.0f}")
-        for (rule, cells, kind), values in pck.items():
+        for rule, cells, kind in scores.evaluators:
             name = rule if rule == "all" else f"{rule}:{cells:g}"
             share = 100 * statistics.fmean(folds[(rule, cells, kind)]) if folds[(rule, cells, kind)] else float("nan")
-            print(f"  densify {name:<9} mls {kind:<10} PCK {percent(values)}   folded {share:4.1f}%")
+            print(f"  densify {name:<9} mls {kind:<10} PCK {scores.summary((rule, cells, kind))}   folded {share:4.1f}%")
         print("  median s/pair: " + ", ".join(f"{name} {statistics.median(v):.3f}" for name, v in stages.items())
               + f", total {statistics.median(total):.3f}")
     print(f"forward as in evaluate.py ({base.levels}, densify {base.densify}, {base.transfer_mls}): median "

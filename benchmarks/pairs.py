@@ -2,8 +2,10 @@
 
 A benchmark composes ``conf/evaluate.yaml`` with its defaults and the user's Hydra overrides, reads
 the pairs through the project's dataset (so preprocessing and thresholds are exactly those of
-``evaluate.py``), and scores with :func:`semcorr.metrics.pck.pck_per_pair`. Run the benchmarks from
-the repository root or from ``benchmarks/`` (this module sits beside them).
+``evaluate.py``), and scores with the project's PCK family (:class:`semcorr.metrics.pck.PCKEvaluator`,
+one per variant a benchmark compares: :class:`Scores`), so a benchmark's PCK is the ``pck@A`` that
+``evaluate.py`` reports for the same predictions. Run the benchmarks from the repository root or
+from ``benchmarks/`` (this module sits beside them).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from semcorr.data.collate import collate_pairs
+from semcorr.methods.base import MatchOutput
+from semcorr.metrics.pck import PCKEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 WILLOW = ROOT / "../shared/data/PF-dataset-WILLOW"
@@ -79,7 +85,30 @@ def setup(args: argparse.Namespace, defaults: Sequence[str]) -> tuple[DictConfig
     return cfg, dataset, pick(dataset, args.pairs_per_category, args.seed)
 
 
-def percent(values: Sequence[torch.Tensor]) -> str:
-    """Mean of per-pair PCK rows (A,) as ``a/b/c`` percentages."""
-    mean = torch.stack(list(values)).mean(0)
-    return "/".join(f"{100 * float(v):.1f}" for v in mean)
+class Scores:
+    """PCK of several variants (DIA's levels, NBB's densification rules) on the same pairs, each
+    scored by its own :class:`~semcorr.metrics.pck.PCKEvaluator` of the dataset (its categories, the
+    run's alphas and ``metrics.resolution``).
+
+    Args:
+        dataset: the benchmark's dataset.
+        alphas: PCK alphas.
+        resolution: ``metrics.resolution``.
+    """
+
+    def __init__(self, dataset, alphas: Sequence[float], resolution: str = "resized") -> None:
+        self.dataset, self.alphas, self.resolution = dataset, [float(a) for a in alphas], resolution
+        self.evaluators: dict = {}
+
+    def add(self, variant, sample: dict, points: torch.Tensor) -> torch.Tensor:
+        """Score one pair's predicted target points (N, 2) under ``variant``; returns its (A,) PCK."""
+        if variant not in self.evaluators:
+            self.evaluators[variant] = PCKEvaluator.from_dataset(self.dataset, self.alphas, self.resolution)
+        batch = collate_pairs([sample])
+        return self.evaluators[variant].update(batch, MatchOutput(points=points[None]))["pck"][0]
+
+    def summary(self, variant, category: str | None = None) -> str:
+        """``pck@A`` of a variant (of one category) as ``a/b/c`` percentages."""
+        results = self.evaluators[variant].compute()
+        suffix = f"/{category}" if category is not None else ""
+        return "/".join(f"{results[f'pck@{a:g}{suffix}']:.1f}" for a in self.alphas)
