@@ -43,6 +43,7 @@ def write_pair_file(folder: Path, stem: str, content: PairFile, pair_id: str) ->
         stem: the file stem (letters, digits, ``.``, ``_``, ``-``).
         content: a (3, H, W) image in [0, 1] or a :class:`Strip` (-> ``<stem>.png``), or a
             JSON-ready dict (-> ``<stem>.json``, with ``pair_id`` added first).
+        pair_id: the pair's id (``batch["pair_id"][i]``).
 
     Returns:
         The path written.
