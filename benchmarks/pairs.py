@@ -52,11 +52,15 @@ def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 def config(defaults: Sequence[str], overrides: Sequence[str]) -> DictConfig:
     """``conf/evaluate.yaml`` composed with ``defaults`` then ``overrides`` (PF-WILLOW of
-    ``../shared/data`` unless the overrides say otherwise)."""
-    base = ["dataset=pfwillow", f"dataset.root={WILLOW}", "logger=none", *defaults]
+    ``../shared/data`` unless the overrides choose another dataset).
+
+    A group the user chooses replaces the benchmark's choice of it (``method=dia_paper`` for
+    ``method=dia``); a default that sets a key (``backbone.net.weights=none``) stays under another
+    group choice (``backbone=resnet101``) unless the user sets that key too. A dataset choice drops
+    PF-WILLOW with its root."""
     chosen = {o.split("=", 1)[0] for o in overrides if "=" in o and "." not in o.split("=", 1)[0]}
-    # the user's group choice wins, with its own settings (dataset=tss drops the PF-WILLOW root)
-    base = [o for o in base if o.split("=", 1)[0].split(".")[0] not in chosen]
+    pfwillow = [] if "dataset" in chosen else ["dataset=pfwillow", f"dataset.root={WILLOW}"]
+    base = pfwillow + [o for o in ["logger=none", *defaults] if o.split("=", 1)[0] not in chosen]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("evaluate", overrides=[*base, *overrides, "paths.output_dir=/tmp/semcorr-bench"])
 
