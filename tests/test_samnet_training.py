@@ -33,7 +33,7 @@ from semcorr.lit.samnet.stages import build_module, run_stages
 from semcorr.methods.base import MatchOutput
 from semcorr.methods.samnet import SAMNetMatcher
 from semcorr.methods.samnet.affine import transfer_image_points
-from semcorr.methods.samnet.matcher import network_state, read_checkpoint
+from semcorr.methods.samnet.matcher import chosen_checkpoint, network_state, read_checkpoint
 from semcorr.metrics.pck import PCKEvaluator
 
 
@@ -296,6 +296,18 @@ def test_training_run_writes_checkpoints_panels_and_final(trained):
     assert ckpt["samnet"]["image_size"] == [48, 48] and ckpt["samnet"]["network"]["init"] == "translation"
 
 
+def test_a_run_directory_names_the_checkpoint_its_selection_chose(trained, tmp_path):
+    out, final, _ = trained
+    assert chosen_checkpoint(out) == final  # checkpoints/final.json's choice
+    assert chosen_checkpoint(final) == final  # a file as it is
+    moved = tmp_path / "moved"
+    shutil.copytree(out / "checkpoints", moved / "checkpoints")
+    assert chosen_checkpoint(moved) == moved / "checkpoints" / final.parent.name / final.name
+    (tmp_path / "unfinished").mkdir()
+    with pytest.raises(WeightsError, match=r"is a folder, and .*final.json cannot be read"):
+        chosen_checkpoint(tmp_path / "unfinished")
+
+
 def test_checkpoint_round_trip_matcher_equals_module(trained, data_dirs, tmp_path):
     out, final, _ = trained
     cfg = compose_config("train", train_overrides(*data_dirs, steps=4), tmp_path)
@@ -347,7 +359,7 @@ def test_resume_continues_exactly(tmp_path, data_dirs, trained):
 
 
 def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, data_dirs):
-    _, final, _ = trained
+    out, final, _ = trained
     cfg = compose_config("evaluate", ["method=samnet", f"method.checkpoint={final}", "backbone.net.weights=none"], tmp_path)
     assert cfg.method.iterations is None and cfg.method.attribute_weight is None
     matcher = build_method(cfg.method)
@@ -374,11 +386,11 @@ def test_method_config_instantiates_and_errors_name_the_fix(tmp_path, trained, d
         SAMNetMatcher(tmp_path / "older.ckpt", load_backbone("mobilenet_v2", "none"))
     with pytest.raises(ConfigError, match="backbone=mobilenet_v2"):
         SAMNetMatcher(final, TinyBackbone())
-    # evaluation end to end on the PF-WILLOW fixture
+    # evaluation end to end on the PF-WILLOW fixture, of the checkpoint the training run chose
     _, willow = data_dirs
     ev = compose_config(
         "evaluate",
-        ["method=samnet", f"method.checkpoint={final}", "method.iterations=2", "backbone.net.weights=none",
+        ["method=samnet", f"method.checkpoint={out}", "method.iterations=2", "backbone.net.weights=none",
          "dataset=pfwillow", f"dataset.root={willow}", "dataset.max_pairs=2", "logger=none",
          "save_pictures=true", "max_pictures=1"],
         tmp_path / "eval",

@@ -34,6 +34,7 @@ pictured pairs only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,31 @@ STATE_PREFIX = "net."
 CKPT_KEY = "samnet"
 #: What the matcher reads from that record (``trained_on``: checkpoints of this version on).
 RECORD_KEYS = ("network", "backbone", "image_size", "val_iterations", "trained_on")
+
+
+def chosen_checkpoint(path: str | Path) -> Path:
+    """The ``.ckpt`` a ``method.checkpoint`` value names: a file as it is, or, for the run directory
+    of ``python train.py model=samnet``, the checkpoint its model selection chose (the one
+    ``checkpoints/final.json`` names, read from under that directory, so a moved or copied run
+    gives its own file).
+
+    Raises:
+        WeightsError: a directory without a readable ``checkpoints/final.json`` (the run has not
+            finished, or it is not a SAM-Net run).
+    """
+    file = Path(path).expanduser()
+    if not file.is_dir():
+        return file
+    final = file / "checkpoints" / "final.json"
+    try:
+        chosen = Path(json.loads(final.read_text())["checkpoint"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise WeightsError(
+            f"method.checkpoint={str(file)!r} is a folder, and {final} cannot be read ({err.__class__.__name__}): give a "
+            f"finished SAM-Net training run (its checkpoints/final.json names the chosen checkpoint) or a .ckpt file. {TRAIN_HINT}"
+        ) from err
+    inside = file / "checkpoints" / chosen.parent.name / chosen.name  # the same file, or its copy in a moved run
+    return inside if inside.is_file() else chosen
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -113,8 +139,9 @@ class SAMNetMatcher(Matcher):
     """Semantic attribute matching networks (Kim et al., CVPR 2019) for keypoint and dense transfer.
 
     Args:
-        checkpoint: a checkpoint of ``python train.py model=samnet`` (required unless ``network``
-            is given).
+        checkpoint: a checkpoint of ``python train.py model=samnet``, or that run's directory (the
+            checkpoint its ``checkpoints/final.json`` chose, :func:`chosen_checkpoint`); required
+            unless ``network`` is given.
         backbone: the feature extractor the checkpoint was trained with (``${backbone.net}``);
             its weights are replaced by the checkpoint's.
         iterations: recurrent iterations at test; None: the checkpoint's validation count
@@ -144,6 +171,7 @@ class SAMNetMatcher(Matcher):
         if network is None:
             if checkpoint is None or str(checkpoint) in ("", "???"):
                 raise ConfigError(f"method.checkpoint is required for SAM-Net (a trained checkpoint). {TRAIN_HINT}")
+            checkpoint = chosen_checkpoint(checkpoint)
             ckpt = read_checkpoint(checkpoint)
             network = self._build(ckpt, backbone, str(checkpoint), attribute_weight)
             record = ckpt[CKPT_KEY]
