@@ -82,8 +82,9 @@ class SAMNetModule(pl.LightningModule):
     the test count) and ``val/<set>/epe`` (mean keypoint end-point error in target pixels). The
     PCK is the ``pck@0.1`` of the project's PCK family (:class:`~semcorr.metrics.pck.PCKEvaluator`,
     one per set and iteration: the mean over pairs of the per-pair PCK, in resized target pixels
-    with the batch's ``pck_threshold``), the number ``evaluate.py`` reports under
-    ``metrics.resolution=resized`` (its default); a set none of whose pairs has keypoints logs no PCK.
+    with the batch's ``pck_threshold``), the number ``evaluate.py`` reports on the same pairs at the
+    network's size (``dataset.size=<model.image_size>``, the size the validation sets are resized to)
+    under ``metrics.resolution=resized`` (its default); a set none of whose pairs has keypoints logs no PCK.
     """
 
     def __init__(
