@@ -128,29 +128,17 @@ RUNTIME_ARGUMENTS = {
 }
 
 
-@register("semcorr.lit.interrupt.ResumeOnInterrupt")
 @strict
-class ResumeOnInterruptKnobs(TypedDict, total=False):
-    """``callbacks.interrupt``: no knobs (what it saves and prints comes from the runner)."""
+class RunnerFedCallbackKnobs(TypedDict, total=False):
+    """A ``callbacks.*`` entry without knobs: every argument comes from the runner
+    (:data:`RUNTIME_ARGUMENTS`; the top-level ``log_every_n_pairs``, ``resume_every``,
+    ``save_pictures``, ``pictures`` and ``max_pictures`` set what they do), so any key set in its
+    config is an error."""
 
 
-@register("semcorr.lit.loggers.RunningMetrics")
-@strict
-class RunningMetricsKnobs(TypedDict, total=False):
-    """``callbacks.running_metrics`` of ``evaluate.py``: no knobs (``log_every_n_pairs`` sets its interval)."""
-
-
-@register("semcorr.lit.journal.JournalCallback")
-@strict
-class JournalCallbackKnobs(TypedDict, total=False):
-    """``callbacks.journal`` of ``evaluate.py``: no knobs (``resume_every`` sets the journal's interval)."""
-
-
-@register("semcorr.lit.pictures.PictureWriter")
-@strict
-class PictureWriterKnobs(TypedDict, total=False):
-    """``callbacks.pictures`` of ``evaluate.py``: no knobs (``save_pictures``, ``pictures`` and
-    ``max_pictures`` choose the pairs; the PCK alphas are the run's)."""
+for _target in ("semcorr.lit.interrupt.ResumeOnInterrupt", "semcorr.lit.loggers.RunningMetrics",
+                "semcorr.lit.journal.JournalCallback", "semcorr.lit.pictures.PictureWriter"):
+    register(_target)(RunnerFedCallbackKnobs)
 
 
 @register("semcorr.lit.loggers.WandbLogger")
