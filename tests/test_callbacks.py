@@ -8,6 +8,7 @@ from pytorch_lightning.callbacks import Callback
 
 from conftest import compose_config
 from fixtures_keypoints import build_pfwillow
+from semcorr.config import EVALUATE, validate_config
 from semcorr.errors import ConfigError
 from semcorr.lit.callbacks import instantiate_callbacks
 from semcorr.lit.evaluation_runner import run_evaluation
@@ -68,6 +69,14 @@ def test_the_shipped_groups_build_with_what_their_runners_give(tmp_path):
     train = compose_config("train", ["model=samnet"], tmp_path)
     kinds = [type(c) for c in instantiate_callbacks(train.callbacks, save=lambda t, m: "", command="python train.py")]
     assert kinds == [ProgressBar, ResumeOnInterrupt]
+
+
+def test_a_key_on_a_callback_without_knobs_is_one_line(tmp_path):
+    cfg = compose_config("evaluate", ["+callbacks.journal.every=3"], tmp_path)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg, EVALUATE)
+    assert str(info.value) == (
+        "callbacks.journal.every is not a key of callbacks.journal; it takes no keys (its values come from the run)")
 
 
 def test_the_evaluation_runs_the_configured_callbacks(tmp_path):

@@ -280,7 +280,8 @@ def check(values: Mapping[str, Any], schema: Any, path: str = "") -> list[str]:
     prefix = f"{path}." if path else ""
     for key, key_errors in by_key.items():
         if key_errors[0]["type"] == "extra_forbidden":
-            problems.append(f"{prefix}{key} is not a key of {path or 'the config'}; valid keys: {', '.join(hints)}")
+            valid = f"valid keys: {', '.join(hints)}" if hints else "it takes no keys (its values come from the run)"
+            problems.append(f"{prefix}{key} is not a key of {path or 'the config'}; {valid}")
             continue
         error = _best(key_errors)
         indices = [p for p in error["loc"][1:] if isinstance(p, int)]
