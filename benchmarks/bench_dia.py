@@ -39,7 +39,7 @@ from semcorr.methods.dia import nnf_to_flow
 from semcorr.methods.dia.patchmatch import upsample_nnf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs import Scores, add_pair_arguments, parse, setup  # noqa: E402
+from pairs import Scores, add_pair_arguments, one_pair, parse, setup  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +63,8 @@ def main() -> None:
         sizes = (tuple(src.shape[-2:]), tuple(trg.shape[-2:]))
         fields = {f"L{level}": upsample_nnf(nnf, *sizes) for level, nnf in result.level_nnfs.items()}
         fields["final"] = result.nnf_ab
-        final = [scores.add(name, sample, move_points(sample["src_kps"], nnf_to_flow(nnf))) for name, nnf in fields.items()][-1]
+        batch = one_pair(sample)
+        final = [scores.add(name, batch, move_points(sample["src_kps"], nnf_to_flow(nnf))) for name, nnf in fields.items()][-1]
         print(f"[{n + 1}/{len(indices)}] {sample['pair_id']}: PCK@{alphas[1]:g} final {100 * float(final[1]):.1f}, "
               f"{stages['pair'][-1]:.2f} s", file=sys.stderr, flush=True)
     print(f"DIA, {cfg.backbone.net.name} ({cfg.backbone.net.weights}), {dataset.name}, {len(indices)} pairs, "

@@ -41,7 +41,7 @@ from semcorr.methods.nbb.densify import consistent_buddies
 from semcorr.methods.nbb.mls import mls_grid, mls_map
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pairs import Scores, add_pair_arguments, parse, setup  # noqa: E402
+from pairs import Scores, add_pair_arguments, one_pair, parse, setup  # noqa: E402
 
 
 def folded(field: torch.Tensor) -> float:
@@ -89,7 +89,7 @@ def main() -> None:
         counts: list[tuple[int, int]] = []
         for index in indices:
             sample = dataset[index]
-            src, trg = sample["src_img"][None], sample["trg_img"][None]
+            src, trg, batch = sample["src_img"][None], sample["trg_img"][None], one_pair(sample)
             tic = clock()
             feats_src, feats_trg = matcher.features(src)[0], matcher.features(trg)[0]
             stages["features"].append(clock() - tic)
@@ -107,7 +107,7 @@ def main() -> None:
                     if (rule, cells, kind) == (rules[0] + (kinds[0],)):
                         stages["densify + MLS"].append(clock() - tic)
                         counts.append((int(corr.src.shape[0]), int(kept.sum())))
-                    scores.add((rule, cells, kind), sample, pred)
+                    scores.add((rule, cells, kind), batch, pred)
                     if kept.any():
                         hw = tuple(trg.shape[-2:])
                         back = mls_grid(corr.trg[kept], corr.src[kept], hw[0], hw[1], matcher.mls_alpha, matcher.warp_step, kind)

@@ -89,6 +89,11 @@ def setup(args: argparse.Namespace, defaults: Sequence[str]) -> tuple[DictConfig
     return cfg, dataset, pick(dataset, args.pairs_per_category, args.seed)
 
 
+def one_pair(sample: dict) -> dict:
+    """A dataset sample as a batch of one pair (:func:`~semcorr.data.collate.collate_pairs`)."""
+    return collate_pairs([sample])
+
+
 class Scores:
     """PCK of several variants (DIA's levels, NBB's densification rules) on the same pairs, each
     scored by its own :class:`~semcorr.metrics.pck.PCKEvaluator` of the dataset (its categories, the
@@ -104,11 +109,11 @@ class Scores:
         self.dataset, self.alphas, self.resolution = dataset, [float(a) for a in alphas], resolution
         self.evaluators: dict = {}
 
-    def add(self, variant, sample: dict, points: torch.Tensor) -> torch.Tensor:
-        """Score one pair's predicted target points (N, 2) under ``variant``; returns its (A,) PCK."""
+    def add(self, variant, batch: dict, points: torch.Tensor) -> torch.Tensor:
+        """Score one pair's predicted target points (N, 2) under ``variant``; ``batch`` is the pair
+        collated (:func:`one_pair`, once per pair for all its variants); returns its (A,) PCK."""
         if variant not in self.evaluators:
             self.evaluators[variant] = PCKEvaluator.from_dataset(self.dataset, self.alphas, self.resolution)
-        batch = collate_pairs([sample])
         return self.evaluators[variant].update(batch, MatchOutput(points=points[None]))["pck"][0]
 
     def summary(self, variant, category: str | None = None) -> str:

@@ -11,7 +11,7 @@ from conftest import ROOT
 from fixtures_keypoints import build_pfwillow
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from pairs import Scores, config  # noqa: E402
+from pairs import Scores, config, one_pair  # noqa: E402
 
 from semcorr.data.pfwillow import PFWillowDataset  # noqa: E402
 
@@ -37,12 +37,13 @@ def test_scores_are_the_pck_family_per_variant_and_category(tmp_path):
     by_category = {}
     for i in range(len(dataset)):
         sample = dataset[i]
+        batch = one_pair(sample)
         exact = sample["trg_kps"].clone()
         wrong = exact + 1e4  # every keypoint far off
         half = torch.where(torch.arange(len(exact))[:, None] % 2 == 0, exact, wrong)
-        assert scores.add("exact", sample, exact).tolist() == [1.0]
-        assert scores.add("wrong", sample, wrong).tolist() == [0.0]
-        pair = float(scores.add("half", sample, half)[0])
+        assert scores.add("exact", batch, exact).tolist() == [1.0]
+        assert scores.add("wrong", batch, wrong).tolist() == [0.0]
+        pair = float(scores.add("half", batch, half)[0])
         by_category.setdefault(sample["category"], []).append(pair)
     assert scores.summary("exact") == "100.0" and scores.summary("wrong") == "0.0"
     for category, values in by_category.items():  # the mean over the category's pairs of each pair's share
