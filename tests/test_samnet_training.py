@@ -29,7 +29,8 @@ from semcorr.errors import ConfigError, DatasetNotFoundError, WeightsError
 from semcorr.lit.evaluation_runner import build_method, run_evaluation
 from semcorr.lit.samnet import EpochSampler, MemoryCache, SAMNetModule, ScheduleCheck, warmup_cosine
 from semcorr.lit.samnet.data import build_stage_data, describe, train_config
-from semcorr.lit.samnet.stages import build_module, run_stages
+from semcorr.lit.interrupt import ResumeOnInterrupt
+from semcorr.lit.samnet.stages import build_module, build_trainer, run_stages
 from semcorr.methods.base import MatchOutput
 from semcorr.methods.samnet import SAMNetMatcher
 from semcorr.methods.samnet.affine import transfer_image_points
@@ -294,6 +295,21 @@ def test_training_run_writes_checkpoints_panels_and_final(trained):
     assert SAMNetMatcher(out / "checkpoints" / "stage2" / "last.ckpt", load_backbone("mobilenet_v2", "none")).trained_on == (
         "synthetic/all", "pfwillow/test")
     assert ckpt["samnet"]["image_size"] == [48, 48] and ckpt["samnet"]["network"]["init"] == "translation"
+
+
+def test_ctrl_c_in_training_names_the_last_checkpoint_and_the_resume_command(tmp_path, data_dirs, trained):
+    """The stage trainer's interrupt callback (callbacks.interrupt) says what is kept: nothing before
+    the first checkpoint, then that stage's last.ckpt; its command resumes in the run directory."""
+    run = tmp_path / "run"
+    cfg = compose_config("train", train_overrides(*data_dirs, steps=4), run)
+    trainer, _, _ = build_trainer(cfg, 1, run / "stage1", run / "checkpoints" / "stage1", "val/pfwillow/pck@0.1", 4)
+    (interrupt,) = [c for c in trainer.callbacks if isinstance(c, ResumeOnInterrupt)]
+    last = run / "checkpoints" / "stage1" / "last.ckpt"
+    assert interrupt.save(trainer, None) == f"no checkpoint was written yet ({last} does not exist): the run starts over"
+    last.parent.mkdir(parents=True)
+    shutil.copy(trained[0] / "checkpoints" / "stage1" / "last.ckpt", last)
+    assert interrupt.save(trainer, None).startswith(f"the last checkpoint is {last} (written ")
+    assert interrupt.command.startswith("python train.py") and interrupt.command.endswith(f"hydra.run.dir={run}")
 
 
 def test_a_run_directory_names_the_checkpoint_its_selection_chose(trained, tmp_path):
